@@ -1,0 +1,43 @@
+# The README's two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit bench update-golden clean
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed; installing Debian's python3-venv"; \
+	  scripts/install-debs.sh <(echo python3-venv) && $(PYTHON) -m venv $(VENV); }
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+## Serve this host's metrics on http://127.0.0.1:9877/metrics from the embedded default config.
+run: $(STAMP)
+	$(BIN)/botwatch-exporter --log.format=logfmt
+
+## Install what the tests need (Python and Debian packages), lint, then run the whole suite.
+test: $(STAMP)
+	scripts/install-debs.sh scripts/test-deps.txt
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check exporter tests bench
+	$(BIN)/ruff format --check exporter tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	scripts/install-debs.sh bench/deps.txt
+	$(BIN)/python bench/scrape_latency.py
+
+update-golden: $(STAMP)
+	BOTWATCH_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_host_golden.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,95 @@
+"""Turning pydantic's errors into one line per problem: `FILE: key.path: message (got X)`."""
+
+from __future__ import annotations
+
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from exporter.yamlsource import KeyPath, closest, format_path
+
+_PLAIN = {
+    "missing": "required key is missing",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+    "path_type": "must be a path",
+}
+# Errors about a key rather than a value: showing the value adds nothing.
+_NO_VALUE = {"missing", "extra_forbidden"}
+_MAX_VALUE_CHARS = 60
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            options = [a for a in get_args(tp) if a is not type(None)]
+            tp = options[0] if len(options) == 1 else tp
+            if len(options) != 1:
+                return tp
+        else:
+            return tp
+
+
+def _keys_at(root: type[BaseModel], path: KeyPath) -> list[str]:
+    """The valid keys of the model found at `path` below `root` (empty if none)."""
+    tp: Any = root
+    for part in path:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            args = get_args(tp)
+            tp = args[0] if args else None
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return []
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+def _message(error: Any, root: type[BaseModel], path: KeyPath) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key ({closest(str(path[-1]), _keys_at(root, path[:-1]))})"
+    if kind == "literal_error":
+        return f"must be one of {error['ctx']['expected']}"
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def format_validation_error(
+    exc: ValidationError,
+    origin: str,
+    root: type[BaseModel],
+    env_paths: dict[KeyPath, list[str]],
+) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        path: KeyPath = tuple(error["loc"])
+        line = f"{origin}: {format_path(path)}: {_message(error, root, path)}"
+        if error["type"] not in _NO_VALUE:
+            # A value that came from the environment may be a secret: name the variable only.
+            from_env = next((v for p, v in env_paths.items() if path[: len(p)] == p), None)
+            got = "the value of $" + ", $".join(from_env) if from_env else _show(error["input"])
+            line += f" (got {got})"
+        lines.append(line)
+    return lines

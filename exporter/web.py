@@ -1,0 +1,147 @@
+"""HTTP: /metrics from cached bodies, health and readiness, and the landing page.
+
+No handler does collection I/O; /metrics serves bytes rendered at most once per
+`render_interval` per format, and concurrent scrapes share one render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import html
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.registry import specs
+from exporter.render import CONTENT_TYPES, assemble, negotiate
+from exporter.store import Store
+from exporter.threads import BlockingCalls
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+@dataclass
+class Body:
+    version: int
+    rendered_at: float
+    data: bytes
+    gzipped: bytes | None = None
+
+
+class Exposition:
+    def __init__(self, store: Store, render_interval: float) -> None:
+        self.store = store
+        self.render_interval = render_interval
+        self._blocking = BlockingCalls()
+        self._cache: dict[str, Body] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _fresh(self, body: Body | None) -> bool:
+        return body is not None and (
+            body.version == self.store.version
+            or time.monotonic() - body.rendered_at < self.render_interval
+        )
+
+    async def _render(self, fmt: str, names: Sequence[str] | None) -> bytes:
+        chunks, own = self.store.chunks(names), self.store.own_families(names)
+        return await self._blocking.run(f"render {fmt}", assemble, fmt, chunks, own)
+
+    async def get(self, fmt: str, gzipped: bool, names: Sequence[str] | None = None) -> bytes:
+        if names:
+            data = await self._render(fmt, names)
+            return _gzip(data) if gzipped else data
+        body = self._cache.get(fmt)
+        if not self._fresh(body) or (gzipped and body is not None and body.gzipped is None):
+            async with self._locks.setdefault(fmt, asyncio.Lock()):
+                body = self._cache.get(fmt)
+                if not self._fresh(body):
+                    version = self.store.version
+                    data = await self._render(fmt, None)
+                    body = self._cache[fmt] = Body(version, time.monotonic(), data)
+                assert body is not None
+                if gzipped and body.gzipped is None:
+                    body.gzipped = await self._blocking.run(f"gzip {fmt}", _gzip, body.data)
+        assert body is not None
+        return body.gzipped if gzipped and body.gzipped is not None else body.data
+
+
+def make_app(store: Store, exposition: Exposition) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        names = request.query.getall("collect[]", [])
+        unknown = sorted(set(names) - set(store.states))
+        if unknown:
+            raise web.HTTPBadRequest(text=f"unknown collector: {', '.join(unknown)}\n")
+        fmt = negotiate(request.headers.get("Accept", ""))
+        wants_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        data = await exposition.get(fmt, wants_gzip, names or None)
+        headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
+        if wants_gzip:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=data, headers=headers)
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="Healthy.\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if store.ready:
+            return web.Response(text="Ready.\n")
+        waiting = sorted(n for n, s in store.states.items() if not s.finished_first_round)
+        return web.Response(status=503, text=f"Waiting for: {', '.join(waiting)}\n")
+
+    async def landing(_: web.Request) -> web.Response:
+        return web.Response(text=landing_page(store), content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/", landing)
+    return app
+
+
+def _when(timestamp: float | None, now: float) -> str:
+    if timestamp is None:
+        return "never"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    return f"{stamp} ({now - timestamp:.0f}s ago)"
+
+
+def landing_page(store: Store) -> str:
+    now = time.time()
+    helps = specs()
+    rows = []
+    for name, state in sorted(store.states.items()):
+        status = "starting" if not state.finished_first_round else ("up" if state.up else "down")
+        error = state.last_error or ""
+        if error and state.last_error_time is not None:
+            error = f"{error} — {_when(state.last_error_time, now)}"
+        help_text = helps[name].help if name in helps else ""
+        rows.append(
+            f'<tr class="{status}"><td><a href="/metrics?collect[]={html.escape(name)}">'
+            f"{html.escape(name)}</a><br><small>{html.escape(help_text)}</small></td>"
+            f"<td>{state.kind}</td><td>{status}</td>"
+            f"<td>{_when(state.last_success, now)}</td><td>{state.errors_total}</td>"
+            f"<td>{html.escape(error)}</td></tr>"
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>botwatch</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.4em .7em;text-align:left;
+vertical-align:top}} tr.down td{{background:#fde8e8}} tr.starting td{{background:#fff7e0}}
+small{{color:#666}}
+</style></head>
+<body><h1>botwatch {html.escape(__version__)}</h1>
+<p><a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> ·
+<a href="/-/ready">Readiness</a></p>
+<table><tr><th>Collector</th><th>Kind</th><th>State</th><th>Last success</th><th>Errors</th>
+<th>Last error</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
