@@ -34,12 +34,11 @@ class LogConfig(Strict):
 def _no_types_yet(kind: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # Probe and log-source types register with their own issues; until then any entry is
     # a mistake that must not pass silently.
-    for entry in entries:
-        got = entry.get("type") if isinstance(entry, dict) else entry
+    if entries:
         raise PydanticCustomError(
             "unknown_type",
-            "unknown {kind} type {got!r}: this version has none",
-            {"kind": kind, "got": got},
+            "unknown {kind} type: this version has none",
+            {"kind": kind, "at": "0.type"},
         )
     return entries
 

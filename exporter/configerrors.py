@@ -76,6 +76,22 @@ def _message(error: Any, root: type[BaseModel], path: KeyPath) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+def _refine(error: Any) -> tuple[KeyPath, Any]:
+    """A validator that checks one key against its siblings names it in ctx['at']."""
+    path: KeyPath = tuple(error["loc"])
+    value = error["input"]
+    at = (error.get("ctx") or {}).get("at")
+    if at:
+        for part in str(at).split("."):
+            key: str | int = int(part) if part.isdigit() else part
+            path = (*path, key)
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                value = None
+    return path, value
+
+
 def format_validation_error(
     exc: ValidationError,
     origin: str,
@@ -84,12 +100,12 @@ def format_validation_error(
 ) -> list[str]:
     lines = []
     for error in exc.errors():
-        path: KeyPath = tuple(error["loc"])
+        path, value = _refine(error)
         line = f"{origin}: {format_path(path)}: {_message(error, root, path)}"
         if error["type"] not in _NO_VALUE:
             # A value that came from the environment may be a secret: name the variable only.
             from_env = next((v for p, v in env_paths.items() if path[: len(p)] == p), None)
-            got = "the value of $" + ", $".join(from_env) if from_env else _show(error["input"])
+            got = "the value of $" + ", $".join(from_env) if from_env else _show(value)
             line += f" (got {got})"
         lines.append(line)
     return lines

@@ -143,7 +143,8 @@ class Store:
         )
         for name in selected:
             state = self.states[name]
-            up.add_metric([name], 1 if state.up else 0)
+            if state.finished_first_round:  # "down" before the first round would be a lie
+                up.add_metric([name], 1 if state.up else 0)
             errors.add_metric([name], state.errors_total)
             if state.duration is not None:
                 duration.add_metric([name], state.duration)

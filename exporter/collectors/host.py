@@ -69,8 +69,8 @@ class HostConfig(CollectorConfig):
         if timeout is not None and value.stat_timeout >= timeout:
             raise PydanticCustomError(
                 "timeout",
-                "stat_timeout must be shorter than the collector timeout ({timeout})",
-                {"timeout": format_duration(timeout)},
+                "must be shorter than the collector timeout ({timeout})",
+                {"timeout": format_duration(timeout), "at": "stat_timeout"},
             )
         return value
 

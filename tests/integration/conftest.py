@@ -1,0 +1,130 @@
+"""Starting the real daemon as a subprocess on 127.0.0.1 and an ephemeral port."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+class Daemon:
+    def __init__(self, config: Path | None, *extra: str) -> None:
+        args = [sys.executable, "-m", "exporter", "run", "--log.format=json", "--log.level=debug"]
+        if config is not None:
+            args.append(f"--config.file={config}")
+        self.proc = subprocess.Popen(
+            [*args, *extra],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.logs: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.raw.append(line)
+            with contextlib.suppress(ValueError):  # a stray non-JSON line (e.g. a crash)
+                self.logs.append(json.loads(line))
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in list(self.logs) if e.get("event") == name]
+
+    def wait_listening(self, timeout: float = 20) -> str:
+        def address() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {''.join(self.raw)}")
+            found = self.events("listening")
+            return str(found[0]["address"]) if found else None
+
+        self.base = "http://" + wait_for(address, timeout, "the daemon to listen")
+        return self.base
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read(), response.headers
+        except urllib.error.HTTPError as err:
+            return err.code, err.read(), err.headers
+
+    def metrics(self) -> str:
+        status, body, _ = self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """The value of one sample in a fresh scrape, or None if absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def daemon() -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(config: Path | None, *extra: str) -> Daemon:
+        d = Daemon(config, *extra)
+        started.append(d)
+        d.wait_listening()
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def fake_procfs(root: Path) -> Path:
+    """A procfs tree copied from this host's, so a test can break or hang single files."""
+    proc = root / "proc"
+    (proc / "self").mkdir(parents=True)
+    for name in ("meminfo", "stat", "vmstat", "loadavg"):
+        (proc / name).write_bytes(Path("/proc", name).read_bytes())
+    (proc / "self" / "mounts").write_text("/dev/vda / ext4 rw,relatime 0 0\n")
+    return proc
