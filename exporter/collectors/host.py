@@ -181,6 +181,14 @@ def statvfs_reading(statvfs: Callable[[str], os.statvfs_result], path: str) -> F
     )
 
 
+def read_mount_table(procfs: Path) -> str:
+    """PID 1's mount table is the host's even from inside a container (with hostPID)."""
+    try:
+        return (procfs / "1" / "mounts").read_text()
+    except OSError:  # absent in fixture trees, or hidden by hidepid
+        return (procfs / "self" / "mounts").read_text()
+
+
 class HostCollector:
     def __init__(
         self,
@@ -210,9 +218,6 @@ class HostCollector:
         memory = psutil.virtual_memory()
         swap = psutil.swap_memory()
         cpu = psutil.cpu_times()
-        mounts_file = procfs / "1" / "mounts"
-        if not mounts_file.exists():
-            mounts_file = procfs / "self" / "mounts"
         vmstat = parse_vmstat((procfs / "vmstat").read_text())
         return {
             "memory_total": memory.total,
@@ -223,7 +228,7 @@ class HostCollector:
             "load": parse_loadavg((procfs / "loadavg").read_text()),
             "boot_time": psutil.boot_time(),
             "oom_kills": vmstat.get("oom_kill"),
-            "mounts": parse_mounts(mounts_file.read_text()),
+            "mounts": parse_mounts(read_mount_table(procfs)),
         }
 
     async def _stat(self, mount: Mount) -> FsStat | None:
