@@ -29,7 +29,7 @@ CLOSE_TIMEOUT = 1.0
 class Running:
     config: CollectorConfig
     collector: Poller | Stream | _Broken
-    task: asyncio.Task[None]
+    task: asyncio.Task[None] | None
 
 
 def build(
@@ -85,7 +85,7 @@ class App:
                 collector=spec.name,
                 error=self.store.states[spec.name].last_error,
             )
-            self.running[spec.name] = Running(cfg, _Broken(), _done_task())
+            self.running[spec.name] = Running(cfg, _Broken(), None)
             return
         if isinstance(collector, Poller):
             coro = run_poller(
@@ -106,10 +106,11 @@ class App:
 
     async def _stop(self, name: str) -> None:
         running = self.running.pop(name)
-        running.task.cancel()
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await asyncio.gather(running.task, return_exceptions=True)
+                if running.task is not None:
+                    running.task.cancel()
+                    await asyncio.gather(running.task, return_exceptions=True)
                 await api.close(running.collector)
         except Exception as exc:
             log.warning("collector did not close cleanly", collector=name, error=describe(exc))
@@ -141,10 +142,3 @@ class App:
 
 class _Broken:
     """Stands in for a collector whose factory failed, so reload can retry it."""
-
-
-def _done_task() -> asyncio.Task[None]:
-    async def nothing() -> None:
-        return None
-
-    return asyncio.create_task(nothing())

@@ -14,24 +14,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
 from exporter.registry import specs
-from exporter.render import CONTENT_TYPES, assemble, negotiate
+from exporter.render import CONTENT_TYPES, Chunk, assemble, negotiate
 from exporter.store import Store
 from exporter.threads import BlockingCalls
 
 
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=6, mtime=0)
+def _render(fmt: str, chunks: Sequence[Chunk], own: Sequence[Metric]) -> tuple[bytes, bytes]:
+    # Prometheus always asks for gzip, so the compressed body is made with the plain one.
+    data = assemble(fmt, chunks, own)
+    return data, gzip.compress(data, compresslevel=6, mtime=0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Body:
     version: int
     rendered_at: float
     data: bytes
-    gzipped: bytes | None = None
+    gzipped: bytes
 
 
 class Exposition:
@@ -42,33 +45,33 @@ class Exposition:
         self._cache: dict[str, Body] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def _fresh(self, body: Body | None) -> bool:
-        return body is not None and (
+    def _cached(self, fmt: str) -> Body | None:
+        body = self._cache.get(fmt)
+        if body is not None and (
             body.version == self.store.version
             or time.monotonic() - body.rendered_at < self.render_interval
-        )
+        ):
+            return body
+        return None
 
-    async def _render(self, fmt: str, names: Sequence[str] | None) -> bytes:
+    async def _build(self, fmt: str, names: Sequence[str] | None) -> Body:
+        version = self.store.version
         chunks, own = self.store.chunks(names), self.store.own_families(names)
-        return await self._blocking.run(f"render {fmt}", assemble, fmt, chunks, own)
+        data, gzipped = await self._blocking.run(f"render {fmt}", _render, fmt, chunks, own)
+        return Body(version, time.monotonic(), data, gzipped)
 
     async def get(self, fmt: str, gzipped: bool, names: Sequence[str] | None = None) -> bytes:
-        if names:
-            data = await self._render(fmt, names)
-            return _gzip(data) if gzipped else data
-        body = self._cache.get(fmt)
-        if not self._fresh(body) or (gzipped and body is not None and body.gzipped is None):
+        """The body for one scrape; concurrent scrapes wait for one shared render."""
+        body = None if names else self._cached(fmt)
+        if body is None:
             async with self._locks.setdefault(fmt, asyncio.Lock()):
-                body = self._cache.get(fmt)
-                if not self._fresh(body):
-                    version = self.store.version
-                    data = await self._render(fmt, None)
-                    body = self._cache[fmt] = Body(version, time.monotonic(), data)
-                assert body is not None
-                if gzipped and body.gzipped is None:
-                    body.gzipped = await self._blocking.run(f"gzip {fmt}", _gzip, body.data)
-        assert body is not None
-        return body.gzipped if gzipped and body.gzipped is not None else body.data
+                if names:
+                    body = await self._build(fmt, names)
+                else:
+                    body = self._cached(fmt)
+                    if body is None:
+                        body = self._cache[fmt] = await self._build(fmt, None)
+        return body.gzipped if gzipped else body.data
 
 
 def make_app(store: Store, exposition: Exposition) -> web.Application:

@@ -15,6 +15,8 @@ from exporter.render import Chunk
 from exporter.store import Store
 from exporter.web import Exposition, make_app
 
+OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
+
 
 def publish(store: Store, name: str, metric: str, value: float) -> None:
     family = GaugeMetricFamily(metric, "Test metric.", value=value)
@@ -82,6 +84,24 @@ async def test_concurrent_scrapes_share_one_cached_body(store: Store) -> None:
     # ...and once the interval is over, the next scrape renders the new state.
     exposition.render_interval = 0
     assert b"botwatch_a 5.0" in await exposition.get("text", False)
+
+
+async def test_concurrent_filtered_scrapes_all_succeed(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+    big = GaugeMetricFamily("botwatch_big", "Many series, so that renders overlap.", labels=["i"])
+    for i in range(5000):
+        big.add_metric([str(i)], i)
+    store.publish("alpha", Chunk.build([big], store.reserved_for("alpha")))
+    store.succeeded("alpha")
+    responses = await asyncio.gather(
+        *(
+            # OpenMetrics: the chunk's first OpenMetrics render is slow enough to overlap.
+            client.get("/metrics", params={"collect[]": "alpha"}, headers=OPENMETRICS)
+            for _ in range(10)
+        )
+    )
+    assert [r.status for r in responses] == [200] * 10
+    texts = [await r.text() for r in responses]
+    assert all('botwatch_big{i="4999"} 4999.0' in text for text in texts)
 
 
 async def test_landing_page_lists_collectors_and_escapes_redacted_errors(
