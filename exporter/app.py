@@ -47,6 +47,8 @@ class App:
         self.secrets = set(loaded.secret_values)
         self.store = Store(Redactor(self.secrets))
         self.running: dict[str, Running] = {}
+        # Two SIGHUPs in quick succession must not start one collector twice.
+        self._reloading = asyncio.Lock()
 
     @property
     def config(self) -> Config:
@@ -121,6 +123,10 @@ class App:
 
     async def reload(self) -> bool:
         """SIGHUP: a bad new config leaves the running one untouched."""
+        async with self._reloading:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         try:
             loaded = load_config(self.path)
         except ConfigError as exc:
