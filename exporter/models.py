@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from exporter.fields import Duration, format_duration
+from exporter.fields import Duration, format_duration, parse_duration
+
+DEFAULT_TIMEOUT = 10.0
 
 
 class Strict(BaseModel):
@@ -19,7 +23,15 @@ class CollectorConfig(Strict):
 
     enabled: bool = True
     interval: Duration = 15.0
-    timeout: Duration = 10.0
+    timeout: Duration = DEFAULT_TIMEOUT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeout_fits_interval(cls, data: Any) -> Any:
+        # `interval: 5s` alone must not be an error about a timeout nobody wrote.
+        if isinstance(data, dict) and "timeout" not in data:
+            data = {**data, "timeout": effective_timeout(data)}
+        return data
 
     @field_validator("timeout")
     @classmethod
@@ -32,3 +44,15 @@ class CollectorConfig(Strict):
                 {"interval": format_duration(interval)},
             )
         return timeout
+
+
+def effective_timeout(section: dict[str, Any]) -> float:
+    """The timeout a raw collector section asks for, or the default that fits its interval."""
+    try:
+        if "timeout" in section:
+            return parse_duration(section["timeout"])
+        if "interval" in section:
+            return min(DEFAULT_TIMEOUT, parse_duration(section["interval"]))
+    except ValueError:
+        pass  # reported by field validation with its key path
+    return DEFAULT_TIMEOUT

@@ -18,13 +18,13 @@ from typing import Any
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from exporter.collector import Context
 from exporter.collectors.procfs import Mount, parse_loadavg, parse_mounts, parse_vmstat
 from exporter.fields import Duration, Regex, compile_regex, format_duration
-from exporter.models import CollectorConfig, Strict
+from exporter.models import CollectorConfig, Strict, effective_timeout
 from exporter.registry import collector
 from exporter.threads import StillBlocked
 
@@ -41,12 +41,15 @@ DEFAULT_EXCLUDE_MOUNTPOINTS = (
 )
 
 
+DEFAULT_STAT_TIMEOUT = 5.0
+
+
 class FilesystemsConfig(Strict):
     include_mountpoints: Regex = compile_regex(".*")
     exclude_mountpoints: Regex = compile_regex(DEFAULT_EXCLUDE_MOUNTPOINTS)
     include_fstypes: Regex = compile_regex(".*")
     exclude_fstypes: Regex = compile_regex(DEFAULT_EXCLUDE_FSTYPES)
-    stat_timeout: Duration = 5.0
+    stat_timeout: Duration = DEFAULT_STAT_TIMEOUT
 
     def selects(self, mount: Mount) -> bool:
         return bool(
@@ -61,6 +64,17 @@ class HostConfig(CollectorConfig):
     procfs: Path = Path("/proc")
     rootfs: Path = Path("/")
     filesystems: FilesystemsConfig = FilesystemsConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_stat_timeout_fits_timeout(cls, data: Any) -> Any:
+        # A short collector timeout brings the per-mount one down with it.
+        if isinstance(data, dict):
+            filesystems = data.get("filesystems") or {}
+            if isinstance(filesystems, dict) and "stat_timeout" not in filesystems:
+                stat_timeout = min(DEFAULT_STAT_TIMEOUT, effective_timeout(data) / 2)
+                data = {**data, "filesystems": {**filesystems, "stat_timeout": stat_timeout}}
+        return data
 
     @field_validator("filesystems")
     @classmethod
