@@ -16,7 +16,7 @@ from exporter.models import CollectorConfig
 from exporter.redact import Redactor
 from exporter.registry import CollectorSpec, specs
 from exporter.store import Store
-from exporter.supervise import describe, run_poller, run_stream
+from exporter.supervise import describe, poll_once, run_poller, run_stream, stream_once
 from exporter.threads import BlockingCalls
 from exporter.yamlsource import ConfigError
 
@@ -59,9 +59,44 @@ class App:
         fmt = self.log_overrides.get("format") or self.config.log.format
         configure(level, fmt, self.store.redact)
 
+    def _enabled(self, config: Config) -> dict[str, CollectorConfig]:
+        return {n: c for n, c in config.collector_configs().items() if c.enabled}
+
+    async def collect_once(self) -> bool:
+        """`once`: every enabled collector one time, concurrently; True if all succeeded."""
+        all_specs = specs()
+
+        async def one(name: str, cfg: CollectorConfig) -> bool:
+            spec = all_specs[name]
+            self.store.add(name, spec.kind)
+            collector, ctx = build(spec, cfg, self.config)
+            try:
+                if isinstance(collector, Poller):
+                    return await poll_once(
+                        name=name,
+                        poller=collector,
+                        timeout=cfg.timeout,
+                        store=self.store,
+                        blocking=ctx.blocking,
+                    )
+                return await stream_once(
+                    name=name,
+                    stream=collector,
+                    timeout=cfg.timeout,
+                    store=self.store,
+                    blocking=ctx.blocking,
+                )
+            finally:
+                await api.close(collector)
+
+        results = await asyncio.gather(
+            *(one(name, cfg) for name, cfg in self._enabled(self.config).items())
+        )
+        return all(results)
+
     async def apply(self, config: Config) -> None:
         """Start what is new or changed, stop what is gone or changed, keep the rest."""
-        wanted = {n: c for n, c in config.collector_configs().items() if c.enabled}
+        wanted = self._enabled(config)
         stale = [
             n
             for n, r in self.running.items()

@@ -14,15 +14,10 @@ from pathlib import Path
 import structlog
 
 from exporter import __version__
-from exporter.app import App, build
-from exporter.collector import Poller
-from exporter.config import Loaded, load_config
+from exporter.app import App
+from exporter.config import load_config
 from exporter.fields import split_listen_address
-from exporter.logsetup import configure
-from exporter.redact import Redactor
-from exporter.registry import specs
 from exporter.render import TEXT, assemble
-from exporter.supervise import poll_once, stream_once
 from exporter.web import Exposition, make_app
 from exporter.yamlsource import ConfigError
 
@@ -92,45 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"--web.listen-address: {exc} (got {args.listen_address!r})", file=sys.stderr)
         return EXIT_CONFIG
-    overrides = {"level": args.log_level, "format": args.log_format}
     if args.command == "check-config":
         enabled = [n for n, c in loaded.config.collector_configs().items() if c.enabled]
         print(f"{loaded.origin}: OK (collectors: {', '.join(enabled) or 'none'})")
         return 0
-    configure(
-        args.log_level or loaded.config.log.level,
-        args.log_format or loaded.config.log.format,
-        Redactor(loaded.secret_values),
-    )
+    app = App(loaded, path, {"level": args.log_level, "format": args.log_format})
+    app.configure_logging()
     if args.command == "once":
-        return asyncio.run(_once(loaded, path, overrides))
+        return asyncio.run(_once(app))
     listen = args.listen_address or loaded.config.web.listen_address
-    return asyncio.run(_serve(loaded, path, overrides, listen))
+    return asyncio.run(_serve(app, listen))
 
 
-async def _once(loaded: Loaded, path: Path | None, overrides: dict[str, str | None]) -> int:
-    app = App(loaded, path, overrides)
-    all_specs = specs()
-    results = []
-    for name, cfg in loaded.config.collector_configs().items():
-        if not cfg.enabled:
-            continue
-        app.store.add(name, all_specs[name].kind)
-        collector, ctx = build(all_specs[name], cfg, loaded.config)
-        common = {
-            "name": name,
-            "timeout": cfg.timeout,
-            "store": app.store,
-            "blocking": ctx.blocking,
-        }
-        if isinstance(collector, Poller):
-            results.append(await poll_once(poller=collector, **common))  # type: ignore[arg-type]
-        else:
-            results.append(await stream_once(stream=collector, **common))  # type: ignore[arg-type]
-    body = assemble(TEXT, app.store.chunks(), app.store.own_families())
-    sys.stdout.buffer.write(body)
+async def _once(app: App) -> int:
+    ok = await app.collect_once()
+    sys.stdout.buffer.write(assemble(TEXT, app.store.chunks(), app.store.own_families()))
     sys.stdout.flush()
-    return 0 if all(results) else EXIT_RUNTIME
+    return 0 if ok else EXIT_RUNTIME
 
 
 def _force_exit_later() -> None:
@@ -142,13 +115,10 @@ def _force_exit_later() -> None:
     timer.start()
 
 
-async def _serve(
-    loaded: Loaded, path: Path | None, overrides: dict[str, str | None], listen: str
-) -> int:
+async def _serve(app: App, listen: str) -> int:
     from aiohttp import web
 
-    app = App(loaded, path, overrides)
-    app.configure_logging()
+    loaded = app.loaded
     exposition = Exposition(app.store, loaded.config.web.render_interval)
     runner = web.AppRunner(
         make_app(app.store, exposition), access_log=None, handle_signals=False, shutdown_timeout=0.5
