@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import REPO, Daemon, fake_procfs, wait_for
+from tests.integration.conftest import Daemon, fake_procfs
+from tests.support import run_cli, wait_for
 
 StartDaemon = Callable[..., Daemon]
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -32,6 +32,17 @@ def config(tmp_path: Path, body: str, name: str = "botwatch.yml") -> Path:
 FAST_HOST = (
     "collectors:\n  host: {interval: 1s, timeout: 800ms, filesystems: {stat_timeout: 500ms}}\n"
 )
+
+
+def hung_host_config(tmp_path: Path) -> Path:
+    proc = fake_procfs(tmp_path)
+    (proc / "meminfo").unlink()
+    os.mkfifo(proc / "meminfo")  # opening a FIFO with no writer blocks: a truly hung read
+    return config(
+        tmp_path,
+        f"collectors:\n  host: {{interval: 1s, timeout: 500ms, procfs: '{proc}',"
+        " filesystems: {stat_timeout: 200ms}}\n",
+    )
 
 
 def test_full_scrape_parses_and_passes_promtool(daemon: StartDaemon, tmp_path: Path) -> None:
@@ -80,16 +91,7 @@ def test_openmetrics_gzip_and_collect_filter(daemon: StartDaemon, tmp_path: Path
 
 
 def test_hung_collector_never_delays_a_scrape(daemon: StartDaemon, tmp_path: Path) -> None:
-    proc = fake_procfs(tmp_path)
-    (proc / "meminfo").unlink()
-    os.mkfifo(proc / "meminfo")  # opening a FIFO with no writer blocks: a truly hung read
-    d = daemon(
-        config(
-            tmp_path,
-            f"collectors:\n  host: {{interval: 1s, timeout: 500ms, procfs: '{proc}',"
-            " filesystems: {stat_timeout: 200ms}}\n",
-        )
-    )
+    d = daemon(hung_host_config(tmp_path))
     wait_for(lambda: d.sample("botwatch_collector_errors_total", collector="host"), 20, "a failure")
     wait_for(
         lambda: (d.sample("botwatch_collector_errors_total", collector="host") or 0) >= 3,
@@ -199,16 +201,7 @@ def test_sigterm_exits_0_within_2_seconds(daemon: StartDaemon, tmp_path: Path) -
 def test_sigterm_with_a_hung_collector_still_exits_promptly(
     daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    proc = fake_procfs(tmp_path)
-    (proc / "meminfo").unlink()
-    os.mkfifo(proc / "meminfo")
-    d = daemon(
-        config(
-            tmp_path,
-            f"collectors:\n  host: {{interval: 1s, timeout: 500ms, procfs: '{proc}',"
-            " filesystems: {stat_timeout: 200ms}}\n",
-        )
-    )
+    d = daemon(hung_host_config(tmp_path))
     wait_for(lambda: d.events("collector failed"), 20, "the hang to be noticed")
     started = time.monotonic()
     d.proc.send_signal(signal.SIGTERM)
@@ -221,14 +214,7 @@ def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        proc = run_cli(f"--web.listen-address=127.0.0.1:{port}")
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == f"listen 127.0.0.1:{port}: address already in use"
     assert "Traceback" not in proc.stderr
@@ -236,27 +222,13 @@ def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 def test_once_prints_the_exposition_and_reports_failure(tmp_path: Path) -> None:
     good = config(tmp_path, FAST_HOST)
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "once", f"--config.file={good}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("once", f"--config.file={good}")
     assert proc.returncode == 0, proc.stderr
     assert 'botwatch_collector_up{collector="host"} 1.0' in proc.stdout
 
     procfs = fake_procfs(tmp_path)
     (procfs / "stat").unlink()
     bad = config(tmp_path, f"collectors:\n  host: {{procfs: '{procfs}'}}\n", "bad.yml")
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "once", f"--config.file={bad}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("once", f"--config.file={bad}")
     assert proc.returncode == 1
     assert 'botwatch_collector_up{collector="host"} 0.0' in proc.stdout

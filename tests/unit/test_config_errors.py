@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter.cli import main
+from tests.support import run_cli
 
 # (name, file content, the exact expected stderr lines with {f} for the file path)
 CASES: list[tuple[str, str, list[str]]] = [
@@ -197,13 +196,7 @@ def test_unreadable_file_exits_2_from_the_real_binary(
 ) -> None:
     path = tmp_path / "config.yml"
     setup(path)  # type: ignore[operator]
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = run_cli("check-config", str(path))
     assert proc.returncode == 2
     assert proc.stderr.startswith(message.replace("{f}", str(path)))
     assert len(proc.stderr.splitlines()) == 1
@@ -212,13 +205,7 @@ def test_unreadable_file_exits_2_from_the_real_binary(
 def test_run_with_bad_config_exits_2_before_listening(tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text("web:\n  listen_address: nowhere\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = run_cli("--config.file", str(path))
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f"{path}: web.listen_address: not host:port (e.g. ':9877' or '127.0.0.1:9877') "

@@ -21,6 +21,7 @@ from exporter.supervise import (
     run_stream,
 )
 from exporter.threads import BlockingCalls
+from tests.support import eventually
 
 
 def gauge(name: str = "botwatch_thing", value: float = 1.0) -> GaugeMetricFamily:
@@ -150,11 +151,7 @@ async def test_poller_keeps_a_fixed_rate_schedule() -> None:
         )
     )
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while poller.calls < 5 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        assert poller.calls >= 5
+        await eventually(lambda: poller.calls >= 5, 5, "five rounds")
         assert store.states["p"].up
     finally:
         task.cancel()
@@ -168,6 +165,9 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
         assert ceiling / 2 <= delay <= ceiling
     assert delays[-1] <= BACKOFF_CAP
     assert len({round(d, 6) for d in delays[-4:]}) == 4  # jitter: capped delays still differ
+
+
+LINE_PACE = 0.01  # the fake stream's own rhythm: one counted "line" every 10 ms
 
 
 class FlakyStream:
@@ -185,7 +185,7 @@ class FlakyStream:
         while True:
             self.count += 1
             changed()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(LINE_PACE)
 
     def families(self) -> Families:
         return [CounterMetricFamily("botwatch_lines", "Lines.", value=self.count)]
@@ -211,11 +211,9 @@ async def test_stream_restarts_with_backoff_then_publishes() -> None:
         )
     )
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while b"botwatch_lines_total" not in store.states["s"].chunk.text:
-            assert loop.time() < deadline, "stream never published"
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: b"botwatch_lines_total" in store.states["s"].chunk.text, 5, "a publish"
+        )
     finally:
         task.cancel()
     assert stream.starts == 4
