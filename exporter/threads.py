@@ -29,10 +29,6 @@ class BlockingCalls:
         self._lock = threading.Lock()
         self._busy: dict[str, float] = {}
 
-    def busy(self, key: str) -> bool:
-        with self._lock:
-            return key in self._busy
-
     async def run(self, key: str, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
