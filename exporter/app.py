@@ -33,9 +33,11 @@ class Running:
 
 
 def build(
-    spec: CollectorSpec, cfg: CollectorConfig, config: Config
+    spec: CollectorSpec, cfg: CollectorConfig, config: Config, durable: bool = True
 ) -> tuple[Poller | Stream, Context]:
-    ctx = Context(name=spec.name, state_dir=config.state_dir, blocking=BlockingCalls())
+    ctx = Context(
+        name=spec.name, state_dir=config.state_dir, blocking=BlockingCalls(), durable=durable
+    )
     return spec.factory(cfg, ctx), ctx
 
 
@@ -60,7 +62,7 @@ class App:
         configure(level, fmt, self.store.redact)
 
     def _enabled(self, config: Config) -> dict[str, CollectorConfig]:
-        return {n: c for n, c in config.collector_configs().items() if c.enabled}
+        return {n: c for n, c in config.collector_configs().items() if c.wanted()}
 
     async def collect_once(self) -> bool:
         """`once`: every enabled collector one time, concurrently; True if all succeeded."""
@@ -69,7 +71,7 @@ class App:
         async def one(name: str, cfg: CollectorConfig) -> bool:
             spec = all_specs[name]
             self.store.add(name, spec.kind)
-            collector, ctx = build(spec, cfg, self.config)
+            collector, ctx = build(spec, cfg, self.config, durable=False)
             try:
                 if isinstance(collector, Poller):
                     return await poll_once(

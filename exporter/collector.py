@@ -44,6 +44,8 @@ class Context:
     name: str
     state_dir: Path
     blocking: BlockingCalls
+    # False for `once`: look, but write no state a running daemon depends on.
+    durable: bool = True
 
 
 async def close(collector: object) -> None:

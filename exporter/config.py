@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from exporter.configerrors import format_validation_error
 from exporter.fields import Duration, ListenAddress
+from exporter.logs.models import LogsConfig
 from exporter.models import CollectorConfig, Strict
 from exporter.registry import specs
 from exporter.yamlsource import ConfigError, Source, load_source
@@ -32,8 +33,8 @@ class LogConfig(Strict):
 
 
 def _no_types_yet(kind: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Probe and log-source types register with their own issues; until then any entry is
-    # a mistake that must not pass silently.
+    # Probe types register with their own issue; until then any entry is a mistake that
+    # must not pass silently.
     if entries:
         raise PydanticCustomError(
             "unknown_type",
@@ -43,17 +44,10 @@ def _no_types_yet(kind: str, entries: list[dict[str, Any]]) -> list[dict[str, An
     return entries
 
 
-class LogsConfig(Strict):
-    sources: list[dict[str, Any]] = []
-
-    @field_validator("sources")
-    @classmethod
-    def _sources(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return _no_types_yet("log source", value)
-
-
 def _collectors_model() -> type[BaseModel]:
-    fields: dict[str, Any] = {name: (spec.config, spec.config()) for name, spec in specs().items()}
+    fields: dict[str, Any] = {
+        name: (spec.config, spec.config()) for name, spec in specs().items() if not spec.top_level
+    }
     return create_model("Collectors", __base__=Strict, **fields)
 
 
@@ -75,7 +69,10 @@ class Config(Strict):
         return _no_types_yet("probe", value)
 
     def collector_configs(self) -> dict[str, CollectorConfig]:
-        return {name: getattr(self.collectors, name) for name in specs()}
+        return {
+            name: getattr(self if spec.top_level else self.collectors, name)
+            for name, spec in specs().items()
+        }
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ _PLAIN = {
     "path_type": "must be a path",
 }
 # Errors about a key rather than a value: showing the value adds nothing.
-_NO_VALUE = {"missing", "extra_forbidden"}
+_NO_VALUE = {"missing", "extra_forbidden", "union_tag_not_found"}
 _MAX_VALUE_CHARS = 60
 
 
@@ -44,17 +44,50 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
+def _union_option(tp: Any, tag: str) -> Any:
+    """The member of a union tagged `type: <tag>`, or None."""
+    for option in get_args(tp):
+        option = _unwrap(option)  # noqa: PLW2901
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            field = option.model_fields.get("type")
+            if field is not None and tag in get_args(field.annotation):
+                return option
+    return None
+
+
+def _step(tp: Any, part: str | int) -> tuple[Any, bool]:
+    """The type one key below `tp`, and whether `part` was a tagged union's tag."""
+    tp = _unwrap(tp)
+    if isinstance(part, str) and get_origin(tp) in (Union, types.UnionType):
+        option = _union_option(tp, part)
+        if option is not None:
+            return option, True
+    if isinstance(part, int):
+        args = get_args(tp)
+        return (args[0] if args else None), False
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+        return tp.model_fields[part].annotation, False
+    return None, False
+
+
+def _strip_tags(root: type[BaseModel], path: KeyPath) -> KeyPath:
+    """pydantic puts a tagged union's tag in the location (`sources.0.file.path`); users
+    wrote `sources[0].path`, so the tag goes."""
+    tp: Any = root
+    out: list[str | int] = []
+    for part in path:
+        tp, is_tag = _step(tp, part)
+        if not is_tag:
+            out.append(part)
+    return tuple(out)
+
+
 def _keys_at(root: type[BaseModel], path: KeyPath) -> list[str]:
     """The valid keys of the model found at `path` below `root` (empty if none)."""
     tp: Any = root
     for part in path:
-        tp = _unwrap(tp)
-        if isinstance(part, int):
-            args = get_args(tp)
-            tp = args[0] if args else None
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
-        else:
+        tp, _ = _step(tp, part)
+        if tp is None:
             return []
     tp = _unwrap(tp)
     return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
@@ -71,6 +104,10 @@ def _message(error: Any, root: type[BaseModel], path: KeyPath) -> str:
         return f"unknown key ({closest(str(path[-1]), _keys_at(root, path[:-1]))})"
     if kind == "literal_error":
         return f"must be one of {error['ctx']['expected']}"
+    if kind == "union_tag_invalid":
+        return f"unknown type (known: {error['ctx']['expected_tags']})"
+    if kind == "union_tag_not_found":
+        return "required key 'type' is missing"
     if kind in _PLAIN:
         return _PLAIN[kind]
     return str(error["msg"]).removeprefix("Value error, ")
@@ -81,6 +118,8 @@ def _refine(error: Any) -> tuple[KeyPath, Any]:
     path: KeyPath = tuple(error["loc"])
     value = error["input"]
     at = (error.get("ctx") or {}).get("at")
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        at = "type"  # the entry is fine but for its `type`: name that key
     if at:
         for part in str(at).split("."):
             key: str | int = int(part) if part.isdigit() else part
@@ -100,8 +139,9 @@ def format_validation_error(
 ) -> list[str]:
     lines = []
     for error in exc.errors():
-        path, value = _refine(error)
-        line = f"{origin}: {format_path(path)}: {_message(error, root, path)}"
+        raw_path, value = _refine(error)
+        path = _strip_tags(root, raw_path)
+        line = f"{origin}: {format_path(path)}: {_message(error, root, raw_path)}"
         if error["type"] not in _NO_VALUE:
             # A value that came from the environment may be a secret: name the variable only.
             from_env = next((v for p, v in env_paths.items() if path[: len(p)] == p), None)

@@ -25,6 +25,10 @@ class CollectorConfig(Strict):
     interval: Duration = 15.0
     timeout: Duration = DEFAULT_TIMEOUT
 
+    def wanted(self) -> bool:
+        """Whether the collector should run: enabled, and with something to do."""
+        return self.enabled
+
     @model_validator(mode="before")
     @classmethod
     def _default_timeout_fits_interval(cls, data: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from exporter.collector import Context, Poller, Stream
 from exporter.models import CollectorConfig
 
-BUILTIN_MODULES = ("exporter.collectors.host",)
+BUILTIN_MODULES = ("exporter.collectors.host", "exporter.logs.collector")
 
 Kind = Literal["poller", "stream"]
 Factory = Callable[[Any, Context], Poller | Stream]
@@ -28,18 +28,20 @@ class CollectorSpec:
     factory: Factory
     kind: Kind
     help: str
+    # Its config is a top-level section of its own (`logs:`) rather than `collectors.NAME`.
+    top_level: bool = False
 
 
 _SPECS: dict[str, CollectorSpec] = {}
 
 
 def collector(
-    name: str, *, config: type[CollectorConfig], kind: Kind, help: str
+    name: str, *, config: type[CollectorConfig], kind: Kind, help: str, top_level: bool = False
 ) -> Callable[[Factory], Factory]:
     def register(factory: Factory) -> Factory:
         if name in _SPECS and _SPECS[name].factory is not factory:
             raise RuntimeError(f"collector {name!r} registered twice")
-        _SPECS[name] = CollectorSpec(name, config, factory, kind, help)
+        _SPECS[name] = CollectorSpec(name, config, factory, kind, help, top_level)
         return factory
 
     return register

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
+from exporter.logs.rules import available_engine
 from exporter.redact import Redactor
 from exporter.render import EMPTY, Chunk
 
@@ -152,10 +153,10 @@ class Store:
                 last.add_metric([name], state.last_success)
         build = GaugeMetricFamily(
             "botwatch_build_info",
-            "botwatch's version and Python version; always 1.",
-            labels=["version", "python"],
+            "botwatch's version, Python version and log rule engine (hyperscan or re); always 1.",
+            labels=["version", "python", "log_engine"],
         )
-        build.add_metric([__version__, platform.python_version()], 1)
+        build.add_metric([__version__, platform.python_version(), available_engine()], 1)
         reload_ok = GaugeMetricFamily(
             "botwatch_config_last_reload_successful",
             "1 if the last config load (start-up or SIGHUP) succeeded.",

@@ -11,6 +11,7 @@ import pytest
 from exporter.config import load_config
 from exporter.fields import parse_duration
 from exporter.yamlsource import ConfigError, merge
+from tests.support import REPO
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -97,3 +98,13 @@ def test_validating_a_config_imports_no_collector_library_that_is_not_enabled() 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_config_example_is_a_valid_config(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    reference = readme[readme.index("## Config reference") :]
+    block = reference.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yml"
+    path.write_text(block)
+    loaded = load_config(path)
+    assert {"app", "bot", "api"} <= {s.name for s in loaded.config.logs.sources}

@@ -139,6 +139,81 @@ CASES: list[tuple[str, str, list[str]]] = [
         ["{f}: probes: must be a list (got {'name': 'x'})"],
     ),
     (
+        "log-source-type",
+        "logs:\n  sources:\n    - {name: x, type: syslog}\n",
+        [
+            "{f}: logs.sources[0].type: unknown type (known: 'file', 'journald', 'docker') "
+            "(got 'syslog')"
+        ],
+    ),
+    (
+        "log-source-no-type",
+        "logs:\n  sources:\n    - {name: x}\n",
+        ["{f}: logs.sources[0].type: required key 'type' is missing"],
+    ),
+    (
+        "log-source-typo",
+        "logs:\n  sources:\n    - {name: x, type: file, paht: /a}\n",
+        [
+            "{f}: logs.sources[0].path: required key is missing",
+            "{f}: logs.sources[0].paht: unknown key (did you mean 'path'?)",
+        ],
+    ),
+    (
+        "log-relative-path",
+        "logs:\n  sources:\n    - {name: x, type: file, path: var/log/x.log}\n",
+        ["{f}: logs.sources[0].path: must be an absolute path or glob (got 'var/log/x.log')"],
+    ),
+    (
+        "log-rule-regex",
+        "logs:\n  sources:\n    - {name: x, type: file, path: /x,"
+        " rules: [{name: a, match: '(x'}]}\n",
+        [
+            "{f}: logs.sources[0].rules[0].match: invalid regex: missing ), unterminated "
+            "subpattern at position 0 (got '(x')"
+        ],
+    ),
+    (
+        "log-unknown-pack",
+        "logs:\n  sources:\n    - {name: x, type: file, path: /x, packs: [trader]}\n",
+        [
+            "{f}: logs.sources[0].packs[0]: unknown pack 'trader' "
+            "(known: alphaengine, nginx, trader-bot) (got 'trader')"
+        ],
+    ),
+    (
+        "log-duplicate-source",
+        "logs:\n  sources:\n    - {name: x, type: file, path: /x}\n"
+        "    - {name: x, type: journald, unit: a}\n",
+        ["{f}: logs.sources[1].name: source name 'x' is used twice (got 'x')"],
+    ),
+    (
+        "log-rule-changes-a-pack-rule's-labels",
+        "logs:\n  sources:\n    - {name: x, type: file, path: /x, packs: [trader-bot],"
+        " rules: [{name: rate_limited, match: '(?P<code>x)'}]}\n",
+        [
+            "{f}: logs.sources[0].rules[0]: rule 'rate_limited' has labels ['code'] here but [] "
+            "in an earlier entry (got {'name': 'rate_limited', 'match': '(?P<code>x)'})"
+        ],
+    ),
+    (
+        "log-reserved-label",
+        "logs:\n  sources:\n    - {name: x, type: file, path: /x,"
+        " rules: [{name: a, match: '(?P<source>x)'}]}\n",
+        [
+            "{f}: logs.sources[0].rules[0].match: 'source' cannot be a label name "
+            "(got '(?P<source>x)')"
+        ],
+    ),
+    (
+        "log-stream",
+        "logs:\n  sources:\n    - {name: 'a b', type: docker, container: c, streams: [stdin]}\n",
+        [
+            "{f}: logs.sources[0].name: must match [A-Za-z0-9][A-Za-z0-9_.:-]* (got 'a b')",
+            "{f}: logs.sources[0].streams[0]: must be one of 'stdout' or 'stderr' (got 'stdin')",
+        ],
+    ),
+    (
         "several-problems",
         "log:\n  level: loud\ncollectors:\n  host:\n    interval: soon\n    enabled: 3\n",
         [
