@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	scripts/install-debs.sh bench/deps.txt
 	$(BIN)/python bench/scrape_latency.py
+	$(BIN)/python bench/log_throughput.py
 
 update-golden: $(STAMP)
 	BOTWATCH_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_host_golden.py

@@ -3,7 +3,7 @@
 Everything runs on 127.0.0.1. Each target is loaded on its own (node_exporter first, then
 botwatch) by N concurrent keep-alive clients that scrape like Prometheus 2.x; then both sit
 idle, unscraped, while their CPU time and RSS are measured. The results are printed and
-written to bench/RESULTS.md (overwritten on every run).
+written to its section of bench/RESULTS.md (replaced on every run).
 
 Run with `make bench`, or `.venv/bin/python bench/scrape_latency.py --help` for the flags.
 """
@@ -35,8 +35,10 @@ from typing import IO
 import aiohttp
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import RESULTS, demote, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 NODE_EXPORTER = "prometheus-node-exporter"
 HOST = "127.0.0.1"
 # What Prometheus 2.x sends on every scrape; the exporters negotiate format and gzip from it.
@@ -541,7 +543,7 @@ def render_markdown(report: Report) -> str:
     parts = [
         "# Scrape latency and idle footprint: botwatch vs node_exporter",
         "",
-        "Written by `bench/scrape_latency.py`; overwritten on every run.",
+        "Written by `bench/scrape_latency.py`; its section replaced on every run.",
         "",
         f"- Date: {report.started.strftime('%Y-%m-%d %H:%M:%S UTC')}",
         f"- Machine: {machine()}",
@@ -674,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     text = render_markdown(report)
-    RESULTS.write_text(text)
+    write_section("scrape_latency", demote(text))
     print(text)
     print(f"wrote {shlex.quote(str(RESULTS.relative_to(ROOT)))}")
     return 0
