@@ -7,16 +7,13 @@ the engine returns it without following.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.logs.api import MAX_LINE_BYTES, Batch, Position
+from exporter.logs.api import MAX_LINE_BYTES, Position
 from exporter.logs.dockerlogs import (
     NS,
     Cursor,
@@ -31,6 +28,7 @@ from exporter.logs.dockerlogs import (
 from exporter.logs.models import DockerSourceConfig
 from exporter.threads import BlockingCalls
 from tests.integration.podman_fixture import podman  # noqa: F401  (a fixture)
+from tests.logsupport import RecordingSink, running
 from tests.podman import Podman
 from tests.support import eventually
 
@@ -151,36 +149,6 @@ def test_position_without_container_still_skips() -> None:
 # Against podman ----------------------------------------------------------------------------
 
 
-class RecordingSink:
-    """api.Sink that remembers every call."""
-
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-        self.ups = 0
-        self.downs: list[str] = []
-        self.errors: list[str] = []
-
-    def batch(self, batch: Batch) -> None:
-        assert batch.lines == batch.data.count(b"\n")
-        self.batches.append(batch)
-
-    def up(self) -> None:
-        self.ups += 1
-
-    def down(self, reason: str) -> None:
-        self.downs.append(reason)
-
-    def error(self, what: str) -> None:
-        self.errors.append(what)
-
-    def lines(self) -> list[bytes]:
-        return b"".join(b.data for b in self.batches).split(b"\n")[:-1]
-
-    @property
-    def position(self) -> Position | None:
-        return self.batches[-1].position if self.batches else None
-
-
 def source(
     engine: Podman, container: str, position: Position | None = None, **fields: Any
 ) -> DockerLogSource:
@@ -191,18 +159,6 @@ def source(
     src = DockerLogSource(container, config, position, BlockingCalls())
     src.RETRY_MIN, src.RETRY_MAX = 0.1, 0.5
     return src
-
-
-@contextlib.asynccontextmanager
-async def running(src: DockerLogSource, sink: RecordingSink) -> AsyncIterator[None]:
-    task = asyncio.create_task(src.run(sink))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task  # a source that raised fails the test here
-        await src.close()
 
 
 def truth(container: Any, stdout: bool = True, stderr: bool = True) -> list[bytes]:

@@ -16,8 +16,6 @@ from `journalctl --directory=DIR --output=json --unit=U` without --follow.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -25,15 +23,15 @@ import struct
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.logs.api import Batch, Position
+from exporter.logs.api import Position
 from exporter.logs.journald import JournaldSource
 from exporter.logs.models import JournaldSourceConfig
+from tests.logsupport import RecordingSink, running
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
@@ -41,36 +39,6 @@ pytestmark = pytest.mark.integration
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 UNIT = "bot.service"
 OTHER = "other.service"
-
-
-class RecordingSink:
-    """api.Sink that remembers every call."""
-
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-        self.ups = 0
-        self.downs: list[str] = []
-        self.errors: list[str] = []
-
-    def batch(self, batch: Batch) -> None:
-        assert batch.lines == batch.data.count(b"\n")
-        self.batches.append(batch)
-
-    def up(self) -> None:
-        self.ups += 1
-
-    def down(self, reason: str) -> None:
-        self.downs.append(reason)
-
-    def error(self, what: str) -> None:
-        self.errors.append(what)
-
-    def lines(self) -> list[bytes]:
-        return b"".join(b.data for b in self.batches).splitlines()
-
-    @property
-    def position(self) -> Position | None:
-        return self.batches[-1].position if self.batches else None
 
 
 class Journal:
@@ -138,16 +106,12 @@ def source(
     return JournaldSource("j", config, position)
 
 
-@contextlib.asynccontextmanager
-async def running(src: JournaldSource, sink: RecordingSink) -> AsyncIterator[None]:
-    task = asyncio.create_task(src.run(sink))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task  # a source that raised fails the test here
-        await src.close()
+def fake_journalctl(tmp_path: Path, script: str) -> Path:
+    """A stand-in journalctl: an executable shell script in tmp_path."""
+    fake = tmp_path / "journalctl"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(0o755)
+    return fake
 
 
 def reaped(pid: int) -> bool:
@@ -262,16 +226,14 @@ async def test_missing_directory_reports_journalctls_error(tmp_path: Path) -> No
 
 async def test_unparseable_output_is_counted_and_skipped(tmp_path: Path) -> None:
     # A stand-in journalctl: JSON that is not an entry, then an entry, then a failure.
-    fake = tmp_path / "journalctl"
-    fake.write_text(
-        "#!/bin/sh\n"
+    fake = fake_journalctl(
+        tmp_path,
         "echo 'not json at all'\n"
         'echo \'{"__CURSOR":"s=1;i=1","MESSAGE":"kept","__REALTIME_TIMESTAMP":"1000000"}\'\n'
         "echo 'fatal: journal corrupted' >&2\n"
         "echo 'second stderr line' >&2\n"
-        "exit 3\n"
+        "exit 3\n",
     )
-    fake.chmod(0o755)
     sink = RecordingSink()
     # A damaged saved cursor is reported and dropped (journalctl would exit on it forever).
     src = source(None, {"cursor": "garbage"}, journalctl=str(fake))
@@ -306,17 +268,15 @@ async def test_restart_before_any_entry_keeps_start_at_end(journal: Journal) -> 
 
 
 async def test_oversized_entry_is_skipped_as_one_error(tmp_path: Path) -> None:
-    fake = tmp_path / "journalctl"
-    fake.write_text(
-        "#!/bin/sh\n"
+    fake = fake_journalctl(
+        tmp_path,
         # One JSON line over MAX_ENTRY_JSON (8 MiB), then a normal entry.
         'printf \'{"__CURSOR":"s=1;i=1","MESSAGE":"\'\n'
         "head -c 9000000 /dev/zero | tr '\\0' x\n"
         "printf '\"}\\n'\n"
         'echo \'{"__CURSOR":"s=1;i=2","MESSAGE":"after"}\'\n'
-        "exec sleep 60\n"
+        "exec sleep 60\n",
     )
-    fake.chmod(0o755)
     sink = RecordingSink()
     async with running(source(None, journalctl=str(fake)), sink):
         await eventually(sink.lines, 10, "the entry after the oversized one")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from exporter.logs import checkpoint
 from tests.integration.conftest import Daemon
+from tests.logsupport import logs_config, open_log
 from tests.support import wait_for
 
 StartDaemon = Callable[..., Daemon]
@@ -47,7 +48,7 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_log(self.log)
             for _ in range(ROTATIONS):
                 deadline = time.monotonic() + self.rng.uniform(0.02, 0.15)
                 while time.monotonic() < deadline:
@@ -97,7 +98,7 @@ class Writer(threading.Thread):
             os.unlink(self.log)
             os.close(fd)
         self.truth.rotations[kind] += 1
-        return os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return open_log(self.log)
 
     def _checkpointed(self) -> bool:
         st = os.stat(self.log)
@@ -113,15 +114,7 @@ class Writer(threading.Thread):
 
 
 def config(tmp_path: Path, log: Path) -> Path:
-    path = tmp_path / "botwatch.yml"
-    path.write_text(
-        f"""
-web: {{listen_address: '127.0.0.1:0'}}
-state_dir: {tmp_path / "state"}
-collectors: {{host: {{enabled: false}}}}
-logs:
-  checkpoint_interval: 200ms
-  sources:
+    source = f"""\
     - name: app
       type: file
       path: {log}
@@ -131,8 +124,7 @@ logs:
         - {{name: sevens, match: 'seq=\\d*7 '}}
         - {{name: error_lines, match: 'level=ERROR'}}
 """
-    )
-    return path
+    return logs_config(tmp_path, source, checkpoint_interval="200ms")
 
 
 def counters(d: Daemon) -> dict[str, float]:

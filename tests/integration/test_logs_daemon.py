@@ -14,28 +14,12 @@ import pytest
 from exporter.logs import checkpoint
 from tests.integration.conftest import Daemon
 from tests.integration.test_journald import Journal
+from tests.logsupport import logs_config
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
 StartDaemon = Callable[..., Daemon]
-
-
-def config(tmp_path: Path, sources: str, extra: str = "") -> Path:
-    path = tmp_path / "botwatch.yml"
-    path.write_text(
-        f"""
-web: {{listen_address: '127.0.0.1:0'}}
-state_dir: {tmp_path / "state"}
-collectors: {{host: {{enabled: false}}}}
-logs:
-  checkpoint_interval: 100ms
-{extra}
-  sources:
-{sources}
-"""
-    )
-    return path
 
 
 def file_source(path: Path, packs: str = "[alphaengine]") -> str:
@@ -59,10 +43,16 @@ GOOD = (
 )
 
 
+def app_log(tmp_path: Path, content: bytes = GOOD) -> tuple[Path, Path]:
+    """tmp_path/app.log holding `content`, and a config reading it with the alphaengine pack."""
+    log = tmp_path / "app.log"
+    log.write_bytes(content)
+    return log, logs_config(tmp_path, file_source(log))
+
+
 def test_garbage_is_counted_and_the_next_good_line_still_matches(
     daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    log = tmp_path / "app.log"
     binary = bytes(range(256)) * 64  # holds 64 newlines of its own
     content = b"".join(
         [
@@ -74,8 +64,8 @@ def test_garbage_is_counted_and_the_next_good_line_still_matches(
             GOOD,
         ]
     )
-    log.write_bytes(content)
-    d = daemon(config(tmp_path, file_source(log)))
+    _, cfg = app_log(tmp_path, content)
+    d = daemon(cfg)
     wait_value(d, "botwatch_log_lines_total", content.count(b"\n"), source="app")
     assert value(d, "botwatch_log_truncated_lines_total", source="app") == 1
     # The cut 10 MB line loses its tail (where the match was); both good lines count.
@@ -87,9 +77,7 @@ def test_garbage_is_counted_and_the_next_good_line_still_matches(
 def test_clean_restart_restores_counters_and_reads_on_without_repeats(
     daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    log = tmp_path / "app.log"
-    log.write_bytes(GOOD * 3)
-    cfg = config(tmp_path, file_source(log))
+    log, cfg = app_log(tmp_path, GOOD * 3)
     d = daemon(cfg)
     wait_value(d, "botwatch_log_matches_total", 3, source="app", rule="db_locked")
     assert d.stop() == 0
@@ -109,7 +97,7 @@ def test_vanished_directory_marks_the_source_down_and_it_recovers(
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "app.log").write_bytes(GOOD)
-    d = daemon(config(tmp_path, file_source(logs / "app.log")))
+    d = daemon(logs_config(tmp_path, file_source(logs / "app.log")))
     wait_value(d, "botwatch_log_lines_total", 1, source="app")
     shutil.rmtree(logs)
     wait_value(d, "botwatch_log_source_up", 0, source="app")
@@ -124,9 +112,7 @@ def test_vanished_directory_marks_the_source_down_and_it_recovers(
 def test_unwritable_state_dir_is_counted_and_metrics_still_flow(
     daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    log = tmp_path / "app.log"
-    log.write_bytes(GOOD)
-    cfg = config(tmp_path, file_source(log))
+    log, cfg = app_log(tmp_path)
     (tmp_path / "state").mkdir()
     d = daemon(cfg)
     wait_value(d, "botwatch_log_lines_total", 1, source="app")
@@ -144,9 +130,7 @@ def test_unwritable_state_dir_is_counted_and_metrics_still_flow(
 def test_a_second_daemon_on_the_same_state_dir_does_not_count(
     daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    log = tmp_path / "app.log"
-    log.write_bytes(GOOD)
-    cfg = config(tmp_path, file_source(log))
+    _, cfg = app_log(tmp_path)
     first = daemon(cfg)
     wait_value(first, "botwatch_log_lines_total", 1, source="app")
     second = daemon(cfg)
@@ -166,7 +150,7 @@ def test_journald_source_counts_the_alphaengine_pack_korean_included(
         "    - {name: bot, type: journald, unit: alphaengine-bot.service, start_at: beginning,"
         f" directory: '{directory}', packs: [alphaengine]}}\n"
     )
-    d = daemon(config(tmp_path, sources))
+    d = daemon(logs_config(tmp_path, sources))
     wait_value(d, "botwatch_log_lines_total", 1, source="bot")
     journal.write(
         ("alphaengine-bot.service", "sqlite3.OperationalError: database is locked"),
@@ -180,6 +164,6 @@ def test_journald_source_counts_the_alphaengine_pack_korean_included(
     os.kill(d.proc.pid, signal.SIGKILL)
     d.proc.wait()
     journal.write(("alphaengine-bot.service", "sqlite3.OperationalError: database is locked"))
-    d = daemon(config(tmp_path, sources))
+    d = daemon(logs_config(tmp_path, sources))
     wait_value(d, "botwatch_log_matches_total", 2, source="bot", rule="db_locked")
     assert value(d, "botwatch_log_lines_total", source="bot") == 4

@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from exporter.logs.api import MAX_LINE_BYTES, Batch
+from exporter.logs.api import MAX_LINE_BYTES
 from exporter.logs.models import FileSourceConfig
 from exporter.logs.tail import FP_MAX, FileSource, FileTailer, ReadResult, fingerprint
 from exporter.threads import BlockingCalls
+from tests.logsupport import RecordingSink, open_log, running
 from tests.support import REPO, eventually, wait_for
 
 
@@ -112,6 +113,35 @@ def numbered(prefix: str, start: int, stop: int) -> bytes:
     return b"".join(f"{prefix}{n} {'.' * (n % 7)}\n".encode() for n in range(start, stop))
 
 
+def started(
+    reader: Callable[..., Reader],
+    live: Path,
+    first: bytes = b"",
+    fd: int | None = None,
+    **kwargs: Any,
+) -> Reader:
+    """A reader on `live` (created empty if missing) after its first round; then, if given,
+    `first` appended (through the writer's `fd` if given) and read in one more round."""
+    live.touch()
+    r = reader(live, **kwargs)
+    r.poll()
+    if first:
+        if fd is None:
+            append(live, first)
+        else:
+            os.write(fd, first)
+        r.poll()
+    return r
+
+
+def shift_rotated(logs: Path) -> None:
+    """logrotate's chain before a rotation: app.log.2 -> .3, then .1 -> .2."""
+    for n in (3, 2, 1):
+        src = logs / f"app.log.{n}"
+        if src.exists():
+            os.rename(src, logs / f"app.log.{n + 1}")
+
+
 def entry(result: ReadResult, path: Path) -> dict[str, Any]:
     (found,) = [e for e in result.batch.position["files"] if e["path"] == str(path)]
     return dict(found)
@@ -138,9 +168,7 @@ def test_partial_line_is_held_until_its_newline_and_reread_after_restart(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
+    r = started(reader, live)
     append(live, "one\ntw")
     assert r.poll().batch.data == b"one\n"
     assert entry(r.last or r.poll(), live)["offset"] == 4  # the start of the partial line
@@ -208,12 +236,9 @@ def test_rename_rotation_drains_the_old_inode_then_reads_the_new_file(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    fd = os.open(live, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_log(live)
     try:
-        r = reader(live)
-        r.poll()
-        os.write(fd, numbered("old", 0, 10))
-        r.poll()
+        r = started(reader, live, first=numbered("old", 0, 10), fd=fd)
         os.write(fd, numbered("old", 10, 20))
         os.rename(live, logs / "app.log.1")
         # The writer has not reopened yet: these land in the renamed inode.
@@ -236,9 +261,7 @@ def test_rename_rotation_to_a_name_outside_the_globs(
     logs: Path, tmp_path: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
+    r = started(reader, live)
     append(live, "a\n")
     os.rename(live, tmp_path / "elsewhere")
     append(tmp_path / "elsewhere", "b\n")
@@ -255,11 +278,7 @@ def test_copytruncate_finishes_the_tail_from_the_copy(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 10))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 10))
     append(live, numbered("a", 10, 20))  # unread when the rotation comes
     shutil.copyfile(live, logs / "app.log.1")
     os.truncate(live, 0)
@@ -277,11 +296,7 @@ def test_copytruncate_with_a_shorter_new_file_is_detected_by_size(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 50))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 50))
     append(live, numbered("a", 50, 51))
     shutil.copyfile(live, logs / "app.log-20261123")
     os.truncate(live, 0)
@@ -296,11 +311,7 @@ def test_a_truncation_during_a_read_is_not_taken_for_lines(
     """copytruncate between the round's check and its read: the read gets new lines at the
     old offset. The round must drop them; the next one finds the copy."""
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 20))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 20))
     offset = live.stat().st_size
     append(live, numbered("a", 20, 30))
     real_pread = os.pread
@@ -325,9 +336,7 @@ def test_copy_being_written_is_held_and_never_read_twice(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
+    r = started(reader, live)
     content = numbered("a", 0, 200)
     append(live, content)
     r.poll()
@@ -348,11 +357,7 @@ def test_copy_being_written_is_held_and_never_read_twice(
 
 def test_a_backup_copy_is_never_read(logs: Path, reader: Callable[..., Reader]) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 100))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 100))
     shutil.copyfile(live, logs / "app.log.bak")
     for n in range(100, 103):
         append(live, numbered("a", n, n + 1))
@@ -385,20 +390,13 @@ def test_a_new_file_starting_with_the_same_banner_is_read(
 
 def test_several_renames_between_two_rounds(logs: Path, reader: Callable[..., Reader]) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("gen0-", 0, 5))
-    r.poll()
+    r = started(reader, live, first=numbered("gen0-", 0, 5))
     expected = numbered("gen0-", 0, 5)
     for gen in range(4):
         block = numbered(f"gen{gen}-", 5, 10) if gen == 0 else numbered(f"gen{gen}-", 0, 10)
         append(live, block)
         expected += block
-        for n in (3, 2, 1):  # logrotate's chain: .2 -> .3, .1 -> .2, app.log -> .1
-            src = logs / f"app.log.{n}"
-            if src.exists():
-                os.rename(src, logs / f"app.log.{n + 1}")
+        shift_rotated(logs)
         os.rename(live, logs / "app.log.1")
         live.touch()
     append(live, b"last\n")
@@ -413,21 +411,15 @@ def test_several_copytruncates_between_two_rounds(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    fd = os.open(live, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_log(live)
     try:
-        r = reader(live)
-        r.poll()
-        os.write(fd, numbered("gen0-", 0, 5))
-        r.poll()
+        r = started(reader, live, first=numbered("gen0-", 0, 5), fd=fd)
         expected = numbered("gen0-", 0, 5)
         for gen in range(4):
             block = numbered(f"gen{gen}-", 5, 10) if gen == 0 else numbered(f"gen{gen}-", 0, 10)
             os.write(fd, block)
             expected += block
-            for n in (3, 2, 1):
-                src = logs / f"app.log.{n}"
-                if src.exists():
-                    os.rename(src, logs / f"app.log.{n + 1}")
+            shift_rotated(logs)
             shutil.copyfile(live, logs / "app.log.1")
             os.truncate(live, 0)
         os.write(fd, b"last\n")
@@ -441,11 +433,8 @@ def test_several_copytruncates_between_two_rounds(
 
 def test_delete_and_recreate(logs: Path, reader: Callable[..., Reader]) -> None:
     live = logs / "app.log"
-    fd = os.open(live, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    r = reader(live)
-    r.poll()
-    os.write(fd, b"a1\n")
-    r.poll()
+    fd = open_log(live)
+    r = started(reader, live, first=b"a1\n", fd=fd)
     os.write(fd, b"a2\n")
     os.unlink(live)
     os.write(fd, b"a3\n")  # a writer that has not reopened yet
@@ -463,7 +452,7 @@ def test_delete_and_recreate(logs: Path, reader: Callable[..., Reader]) -> None:
 
 def test_a_deleted_file_is_kept_for_rotate_wait(logs: Path, reader: Callable[..., Reader]) -> None:
     live = logs / "app.log"
-    fd = os.open(live, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_log(live)
     try:
         r = reader(live, rotate_wait=3600)
         r.poll()
@@ -480,9 +469,7 @@ def test_last_line_without_newline_of_a_forgotten_file_is_delivered(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
+    r = started(reader, live)
     append(live, "done\nunfinished")
     assert r.poll().batch.data == b"done\n"
     os.unlink(live)
@@ -497,11 +484,7 @@ def test_last_line_without_newline_of_a_forgotten_file_is_delivered(
 
 def test_restart_mid_file(logs: Path, reader: Callable[..., Reader]) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 10))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 10))
     checkpoint = r.tailer.position()
     append(live, numbered("a", 10, 20))
     r.poll()
@@ -524,11 +507,7 @@ def test_restart_with_an_empty_position_reads_every_file_from_its_start(
 
 def test_restart_after_rename_while_down(logs: Path, reader: Callable[..., Reader]) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 10))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 10))
     checkpoint = r.tailer.position()
     r.close()
     # Down: two rotations, and the first rotated file is finished from the checkpoint.
@@ -546,11 +525,7 @@ def test_restart_after_rename_while_down(logs: Path, reader: Callable[..., Reade
 
 def test_restart_after_copytruncate_while_down(logs: Path, reader: Callable[..., Reader]) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 10))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 10))
     checkpoint = r.tailer.position()
     r.close()
     append(live, numbered("a", 10, 20))
@@ -569,11 +544,7 @@ def test_restart_right_after_a_truncation_keeps_the_orphan(
     """Killed after the truncation was seen but before the copy was: the copy is still
     found after the restart, through the orphan kept in the position."""
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
-    append(live, numbered("a", 0, 10))
-    r.poll()
+    r = started(reader, live, first=numbered("a", 0, 10))
     assert r.take() == numbered("a", 0, 10)
     append(live, numbered("a", 10, 20))
     content = live.read_bytes()
@@ -619,9 +590,7 @@ def test_a_line_over_the_limit_is_cut_and_the_rest_dropped(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live)
-    r.poll()
+    r = started(reader, live)
     exact = b"e" * MAX_LINE_BYTES + b"\n"
     content = b"short\n" + b"x" * (MAX_LINE_BYTES + 10) + b"\nafter\n" + exact
     append(live, content)
@@ -635,11 +604,7 @@ def test_a_10mb_line_and_a_restart_while_dropping(
     logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    live.touch()
-    r = reader(live, read_limit=64 << 10)
-    r.poll()
-    append(live, b"before\n" + b"y" * (3 << 20))
-    r.poll()
+    r = started(reader, live, read_limit=64 << 10, first=b"before\n" + b"y" * (3 << 20))
     assert r.take() == b"before\n" + b"y" * MAX_LINE_BYTES + b"\n"
     assert r.truncated == 1
     position = r.tailer.position()
@@ -740,7 +705,7 @@ def test_vanished_directory_and_its_return(
     tmp_path: Path, logs: Path, reader: Callable[..., Reader]
 ) -> None:
     live = logs / "app.log"
-    fd = os.open(live, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_log(live)
     r = reader(live)
     assert r.poll().down is None
     os.write(fd, b"a1\n")
@@ -827,7 +792,7 @@ class Rotator(threading.Thread):
 
     def run(self) -> None:
         try:
-            fd = os.open(self.live, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_log(self.live)
             for _ in range(ROTATIONS):
                 for _ in range(self.rng.randint(0, 4)):
                     self.write(fd, self.rng.randint(1, 40))
@@ -873,7 +838,7 @@ class Rotator(threading.Thread):
             os.rename(self.live, target)
             self.write(fd, self.rng.randint(0, 3))  # before the writer reopens
         os.close(fd)
-        return os.open(self.live, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return open_log(self.live)
 
 
 @pytest.mark.parametrize("seed", [SEED, SEED + 1, SEED + 2])
@@ -938,29 +903,6 @@ def test_torture_random_rotations_and_two_restarts_deliver_each_line_once(
 # -- FileSource ---------------------------------------------------------------------------------
 
 
-class FakeSink:
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-        self.events: list[str] = []
-        self.errors: list[str] = []
-
-    def batch(self, batch: Batch) -> None:
-        self.batches.append(batch)
-        self.events.append("batch")
-
-    def up(self) -> None:
-        self.events.append("up")
-
-    def down(self, reason: str) -> None:
-        self.events.append(f"down: {reason}")
-
-    def error(self, what: str) -> None:
-        self.errors.append(what)
-
-    def data(self) -> bytes:
-        return b"".join(b.data for b in self.batches)
-
-
 def source_config(path: Path) -> FileSourceConfig:
     return FileSourceConfig.model_construct(
         type="file", name="app", path=str(path), start_at="beginning", poll_interval=0.01
@@ -985,9 +927,8 @@ async def test_file_source_delivers_changes_only_and_reports_down_and_up(logs: P
     live.write_bytes(b"one\ntwo\n")
     source = FileSource("app", source_config(live), None, BlockingCalls())
     reads = CountingReads(source)
-    sink = FakeSink()
-    task = asyncio.create_task(source.run(sink))
-    try:
+    sink = RecordingSink()
+    async with running(source, sink):
         await eventually(lambda: sink.data() == b"one\ntwo\n", 5, "the first lines")
         delivered, calls = len(sink.batches), reads.calls
         await eventually(lambda: reads.calls >= calls + 5, 5, "idle rounds")
@@ -1003,11 +944,6 @@ async def test_file_source_delivers_changes_only_and_reports_down_and_up(logs: P
         assert "up" in sink.events[-2:]
         await eventually(lambda: sink.data().endswith(b"three\n"), 5, "lines after the return")
         assert sink.errors == []
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await source.close()
 
 
 async def test_file_source_survives_a_failing_round(logs: Path) -> None:
@@ -1025,16 +961,10 @@ async def test_file_source_survives_a_failing_round(logs: Path) -> None:
         return real()
 
     tailer.read = flaky  # type: ignore[method-assign]
-    sink = FakeSink()
-    task = asyncio.create_task(source.run(sink))
-    try:
+    sink = RecordingSink()
+    async with running(source, sink):
         await eventually(lambda: sink.data() == b"one\n", 5, "lines after the failure")
         assert sink.errors == [f"{live}: RuntimeError: boom"]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await source.close()
 
 
 async def test_file_source_reports_a_hung_read_as_down(logs: Path) -> None:
@@ -1052,23 +982,19 @@ async def test_file_source_reports_a_hung_read_as_down(logs: Path) -> None:
         return real()
 
     tailer.read = hung  # type: ignore[method-assign]
-    sink = FakeSink()
+    sink = RecordingSink()
     first = asyncio.create_task(source.run(sink))
     await eventually(entered.is_set, 5, "the read to hang")
     first.cancel()  # the collector gives up on it; its thread stays stuck
     with contextlib.suppress(asyncio.CancelledError):
         await first
-    task = asyncio.create_task(source.run(sink))
-    try:
-        await eventually(
-            lambda: any("still blocked" in e for e in sink.events), 5, "down while stuck"
-        )
-        release.set()
-        await eventually(lambda: sink.data() == b"one\n", 5, "lines once unstuck")
-        await eventually(lambda: "up" in sink.events, 5, "up")
-    finally:
-        release.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await source.close()
+    async with running(source, sink):
+        try:
+            await eventually(
+                lambda: any("still blocked" in e for e in sink.events), 5, "down while stuck"
+            )
+            release.set()
+            await eventually(lambda: sink.data() == b"one\n", 5, "lines once unstuck")
+            await eventually(lambda: "up" in sink.events, 5, "up")
+        finally:
+            release.set()  # before the source is cancelled and closed
