@@ -35,6 +35,7 @@ from exporter.logs.models import (
 )
 from exporter.logs.rules import RuleSet
 from exporter.registry import collector
+from exporter.threads import StillBlocked
 
 log = structlog.get_logger("exporter.logs")
 
@@ -100,12 +101,15 @@ class SourceSink:
         self.tracked = tracked
         self.dirty = dirty
         self.log = log.bind(source=tracked.config.name)
+        self.erring = False
 
     def batch(self, batch: Batch) -> None:
         t = self.tracked
         matches, events = t.ruleset.scan(batch.data) if batch.lines else ([], [])
         t.counts.add(batch, matches, events, t.shapes)
         t.position = batch.position
+        if batch.lines:
+            self.erring = False
         self.up()
         self.dirty()
 
@@ -127,8 +131,14 @@ class SourceSink:
         t.down_reason = reason
 
     def error(self, what: str) -> None:
+        # Counted every time; logged once per run of errors (a journal full of bad entries
+        # must not flood the daemon's own log), again after lines have come through.
         self.tracked.counts.read_errors += 1
-        self.log.warning("log read error", error=what)
+        if not self.erring:
+            self.log.warning("log read error", error=what)
+        else:
+            self.log.debug("log read error", error=what)
+        self.erring = True
         self.dirty()
 
 
@@ -163,7 +173,7 @@ class LogsCollector:
                 await self._wait(self.config.checkpoint_interval, dirty=False)
                 self._dirty.clear()
                 self._snapshot = self._take()
-                if not await asyncio.to_thread(self._write, self._snapshot):
+                if not await self._write_off_loop(self._snapshot):
                     self._dirty.set()  # retry at the next interval, not at the keep-alive
                 self._publish(changed)
         finally:
@@ -191,7 +201,7 @@ class LogsCollector:
     async def close(self) -> None:
         await self._stop_sources()
         if self.tracked is not None:
-            self._write(self._take())
+            await self._write_off_loop(self._take())
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -255,17 +265,27 @@ class LogsCollector:
         assert self.tracked is not None
         return {name: t.snapshot() for name, t in self.tracked.items()}
 
+    async def _write_off_loop(self, snapshot: dict[str, Any]) -> bool:
+        # A daemon thread: an fsync stuck on a dead disk must not hold up SIGTERM.
+        try:
+            return await self.ctx.blocking.run("checkpoint", self._write, snapshot)
+        except StillBlocked as exc:
+            return self._failed(str(exc))
+
+    def _failed(self, error: str | None) -> bool:
+        self.checkpoint_errors += 1
+        if not self._checkpoint_failing:
+            log.error("log checkpoint failed", path=str(self.path), error=error)
+        self._checkpoint_failing = True
+        return False
+
     def _write(self, snapshot: dict[str, Any]) -> bool:
         if not self.ctx.durable:
             return True
         try:
             checkpoint.write(self.path, snapshot)
         except OSError as exc:
-            self.checkpoint_errors += 1
-            if not self._checkpoint_failing:
-                log.error("log checkpoint failed", path=str(self.path), error=exc.strerror)
-            self._checkpoint_failing = True
-            return False
+            return self._failed(exc.strerror)
         if self._checkpoint_failing:
             log.info("log checkpoint works again", path=str(self.path))
         self._checkpoint_failing = False
