@@ -15,7 +15,11 @@ from typing import Any, Literal
 from exporter.collector import Context, Poller, Stream
 from exporter.models import CollectorConfig
 
-BUILTIN_MODULES = ("exporter.collectors.host", "exporter.logs.collector")
+BUILTIN_MODULES = (
+    "exporter.collectors.host",
+    "exporter.collectors.docker",
+    "exporter.logs.collector",
+)
 
 Kind = Literal["poller", "stream"]
 Factory = Callable[[Any, Context], Poller | Stream]
