@@ -51,3 +51,16 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         timeout=timeout,
         check=False,
     )
+
+
+def promtool_lint(body: str) -> str:
+    """`promtool check metrics` on an exposition: '' when clean, else what it printed."""
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=body,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return "" if lint.returncode == 0 else (lint.stdout + lint.stderr or "promtool failed")

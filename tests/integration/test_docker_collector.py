@@ -21,7 +21,7 @@ from exporter.threads import BlockingCalls
 from tests.integration.conftest import Daemon
 from tests.integration.podman_fixture import podman  # noqa: F401  (a fixture)
 from tests.podman import IMAGE, Podman
-from tests.support import eventually, wait_for
+from tests.support import eventually, promtool_lint, wait_for
 
 SLEEPER = "while true; do sleep 1; done"
 # podman runs no health checks by itself here (it would use systemd timers): the test
@@ -195,15 +195,7 @@ def test_daemon_scrape_promtool_and_engine_away(
     )
     assert d.sample("botwatch_collector_up", collector="docker") == 1
     body = d.metrics()
-    lint = subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=body,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert promtool_lint(body) == ""
 
     podman.stop()
     try:
