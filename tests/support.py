@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import subprocess
 import sys
 import time
@@ -11,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+# Where pyproject.toml installs hyperscan, its engine must be tested: a broken install fails
+# the rule tests instead of quietly leaving only the fallback covered.
+HYPERSCAN_EXPECTED = platform.machine() == "x86_64" and sys.platform == "linux"
+RULE_ENGINES = ["re", "hyperscan"] if HYPERSCAN_EXPECTED else ["re"]
+NO_HYPERSCAN_HERE = "hyperscan is a dependency on x86_64 Linux only"
 # How often a wait re-checks its condition; every wait also has its own deadline.
 POLL_STEP = 0.02
 

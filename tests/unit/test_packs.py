@@ -21,12 +21,13 @@ import yaml
 from exporter.logs import packs
 from exporter.logs.models import Pack
 from exporter.logs.packs import load_pack, pack_names
-from exporter.logs.rules import RuleSet, available_engine, translate
+from exporter.logs.rules import RuleSet, translate
 from exporter.yamlsource import ConfigError
+from tests.support import NO_HYPERSCAN_HERE, RULE_ENGINES
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "packs"
 PACKS = ("alphaengine", "nginx", "trader-bot")
-ENGINES = ["re"] + (["hyperscan"] if available_engine() == "hyperscan" else [])
+ENGINES = RULE_ENGINES
 
 # The rule names and their labels: a contract with the alert rules.
 CONTRACT: dict[str, tuple[str, ...]] = {
@@ -300,7 +301,7 @@ def test_patterns_are_portable(pack: str) -> None:
         translate(entry.match, entry.ignore_case)  # and the prefilter understands it
 
 
-@pytest.mark.skipif("hyperscan" not in ENGINES, reason="hyperscan is not installed")
+@pytest.mark.skipif("hyperscan" not in ENGINES, reason=NO_HYPERSCAN_HERE)
 @pytest.mark.parametrize("pack", PACKS)
 def test_every_pattern_runs_in_hyperscan(pack: str) -> None:
     rules = ruleset(pack, "hyperscan")
@@ -346,7 +347,7 @@ def test_captured_labels_are_bounded(pack: str) -> None:
                 assert CAPTURED[label].fullmatch(value), f"{match.rule}{{{label}={value!r}}}"
 
 
-@pytest.mark.skipif(len(ENGINES) < 2, reason="hyperscan is not installed")
+@pytest.mark.skipif(len(ENGINES) < 2, reason=NO_HYPERSCAN_HERE)
 def test_engines_agree_on_all_fixture_lines() -> None:
     lines = [entry["line"] for pack in PACKS for entry in load_fixture(f"{pack}.examples.yaml")]
     for pack, entries in load_fixture("runbook_strings.yaml").items():

@@ -28,8 +28,9 @@ from exporter.logs.rules import (
     prefix,
     translate,
 )
+from tests.support import NO_HYPERSCAN_HERE, RULE_ENGINES
 
-ENGINES = ["re"] + (["hyperscan"] if available_engine() == "hyperscan" else [])
+ENGINES = RULE_ENGINES
 
 
 def rule(name: str, match: str, **kwargs: Any) -> RuleConfig:
@@ -220,7 +221,7 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         RuleSet([], engine="hyperscan")
 
 
-@pytest.mark.skipif("hyperscan" not in ENGINES, reason="hyperscan is not installed")
+@pytest.mark.skipif("hyperscan" not in ENGINES, reason=NO_HYPERSCAN_HERE)
 def test_patterns_hyperscan_refuses_fall_back_to_re() -> None:
     variants = [rule("big", "a{1,100000}b"), rule("small", "error"), rule("any", ".*")]
     rs = RuleSet(variants, engine="hyperscan")
@@ -323,7 +324,7 @@ def test_engines_follow_the_contract_on_random_buffers(engine: str, seed: int) -
         assert rs.scan(data) == reference(TRICKY, TRICKY_BREAKERS, data)
 
 
-@pytest.mark.skipif(len(ENGINES) < 2, reason="hyperscan is not installed")
+@pytest.mark.skipif(len(ENGINES) < 2, reason=NO_HYPERSCAN_HERE)
 def test_engines_agree_on_random_buffers() -> None:
     rng = random.Random(99)
     data = random_buffer(rng, 20_000)
