@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,11 +32,10 @@ from exporter.logs.models import (
 )
 from exporter.logs.rules import RuleSet
 from exporter.registry import collector
-from exporter.threads import StillBlocked
+from exporter.statefile import Checkpoint
 
 log = structlog.get_logger("exporter.logs")
 
-LOCK_NAME = "logs.lock"
 # Checkpoint at least this often even when no source delivered, so the checkpoint's age
 # says whether botwatch is alive, not whether the logs are quiet.
 KEEPALIVE = 60.0
@@ -146,20 +142,25 @@ class LogsCollector:
     def __init__(self, config: LogsConfig, ctx: Context) -> None:
         self.config = config
         self.ctx = ctx
-        self.path = ctx.state_dir / checkpoint.FILENAME
+        self.checkpoint = Checkpoint(
+            ctx.state_dir,
+            checkpoint.FILENAME,
+            lock_name=checkpoint.LOCK_NAME,
+            version=checkpoint.VERSION,
+            key=checkpoint.KEY,
+            what="log checkpoint",
+            blocking=ctx.blocking,
+            durable=ctx.durable,
+        )
         self.tracked: dict[str, Tracked] | None = None
         self.published: list[SourceView] = []
-        self.last_checkpoint: float | None = None
-        self.checkpoint_errors = 0
-        self._checkpoint_failing = False
         self._snapshot: dict[str, Any] = {}
         self._dirty = asyncio.Event()
-        self._lock_fd: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self, changed: Callable[[], None]) -> None:
         if self.tracked is None:
-            self._lock()
+            self.checkpoint.lock()
             self.tracked = self._restore()
             self._snapshot = self._take()
         self._publish(changed)
@@ -173,7 +174,7 @@ class LogsCollector:
                 await self._wait(self.config.checkpoint_interval, dirty=False)
                 self._dirty.clear()
                 self._snapshot = self._take()
-                if not await self._write_off_loop(self._snapshot):
+                if not await self.checkpoint.save(self._snapshot):
                     self._dirty.set()  # retry at the next interval, not at the keep-alive
                 self._publish(changed)
         finally:
@@ -195,16 +196,14 @@ class LogsCollector:
 
     def families(self) -> Families:
         return families(
-            self.published, CheckpointView(self.last_checkpoint, self.checkpoint_errors)
+            self.published, CheckpointView(self.checkpoint.last_success, self.checkpoint.errors)
         )
 
     async def close(self) -> None:
         await self._stop_sources()
         if self.tracked is not None:
-            await self._write_off_loop(self._take())
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            await self.checkpoint.save(self._take())
+        self.checkpoint.unlock()
 
     async def _stop_sources(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -217,32 +216,8 @@ class LogsCollector:
                     await t.source.close()
                 t.source = None
 
-    def _lock(self) -> None:
-        """Two daemons counting into one checkpoint would each undo the other's positions."""
-        if not self.ctx.durable:
-            return
-        self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.ctx.state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RuntimeError(
-                f"{self.ctx.state_dir} is in use by another botwatch (lock {LOCK_NAME})"
-            ) from None
-        self._lock_fd = fd
-
     def _restore(self) -> dict[str, Tracked]:
-        try:
-            saved = checkpoint.read(self.path) or {}
-        except checkpoint.CheckpointError as exc:
-            aside = checkpoint.set_aside(self.path)
-            log.error(
-                "log checkpoint unreadable: counting starts again",
-                error=str(exc),
-                moved_to=str(aside) if aside else None,
-            )
-            saved = {}
+        saved = self.checkpoint.load()
         tracked = {}
         for config in self.config.sources:
             rules, breakers = config.all_rules()
@@ -264,33 +239,6 @@ class LogsCollector:
         """Counters and positions of all sources at one instant (on the loop: consistent)."""
         assert self.tracked is not None
         return {name: t.snapshot() for name, t in self.tracked.items()}
-
-    async def _write_off_loop(self, snapshot: dict[str, Any]) -> bool:
-        # A daemon thread: an fsync stuck on a dead disk must not hold up SIGTERM.
-        try:
-            return await self.ctx.blocking.run("checkpoint", self._write, snapshot)
-        except StillBlocked as exc:
-            return self._failed(str(exc))
-
-    def _failed(self, error: str | None) -> bool:
-        self.checkpoint_errors += 1
-        if not self._checkpoint_failing:
-            log.error("log checkpoint failed", path=str(self.path), error=error)
-        self._checkpoint_failing = True
-        return False
-
-    def _write(self, snapshot: dict[str, Any]) -> bool:
-        if not self.ctx.durable:
-            return True
-        try:
-            checkpoint.write(self.path, snapshot)
-        except OSError as exc:
-            return self._failed(exc.strerror)
-        if self._checkpoint_failing:
-            log.info("log checkpoint works again", path=str(self.path))
-        self._checkpoint_failing = False
-        self.last_checkpoint = time.time()
-        return True
 
     def _publish(self, changed: Callable[[], None]) -> None:
         assert self.tracked is not None
