@@ -29,7 +29,8 @@ class Stream(Protocol):
     once it is connected even before it has anything to count.
     `families()` is called on the event loop, debounced after `changed()`, so it must only
     read in-memory state. `run` returning or raising is a failure: the supervisor restarts
-    it with capped exponential backoff.
+    it with capped exponential backoff, and publishes `families()` once more meanwhile, so
+    what a stream serves while it is down is its own choice (keep counters, drop gauges).
     """
 
     async def run(self, changed: Callable[[], None]) -> None: ...

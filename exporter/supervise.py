@@ -118,13 +118,30 @@ async def run_stream(
     rng: random.Random | None = None,
     sleep: Callable[[float], object] = asyncio.sleep,
 ) -> None:
-    """Run a stream forever, republishing its families (debounced) after each change."""
+    """Run a stream forever, republishing its families (debounced) after each change.
+
+    A publish marks the stream up only once the current run has called its `changed()`: a
+    change announced just before a failure must not mark a broken stream up, nor may the
+    publish after a failure mark up a restarted run that has not connected yet. After a
+    failure the stream's families are published once more, so the stream decides what
+    still holds while it is down (counters stay; gauges go, as with a failed poll).
+    """
     rng = rng or random.Random()
     outcome = Outcome(store, name)
     flush_pending = asyncio.Event()
+    # Which run of the stream is current, and which one last announced itself: a publish
+    # marks the stream up only for the current run, once it has called its own changed().
+    current = 0
+    announced = -1
 
-    def changed() -> None:
-        flush_pending.set()
+    def announcer(run: int) -> Callable[[], None]:
+        def changed() -> None:
+            nonlocal announced
+            if run == current:
+                announced = run
+            flush_pending.set()
+
+        return changed
 
     async def flusher() -> None:
         while True:
@@ -136,19 +153,23 @@ async def run_stream(
             except Exception as exc:
                 outcome.failed(f"cannot publish: {describe(exc)}", None, keep_series=True)
             else:
-                outcome.ok(None)
+                if announced == current:
+                    outcome.ok(None)
 
     flush_task = asyncio.create_task(flusher(), name=f"flush {name}")
     attempt = 0
     try:
         while True:
             started = time.monotonic()
+            current += 1
             try:
-                await stream.run(changed)
+                await stream.run(announcer(current))
                 error = "stream ended"
             except Exception as exc:
                 error = describe(exc)
+            current += 1  # between runs: no publish marks it up
             outcome.failed(error, None, keep_series=True)
+            flush_pending.set()
             if time.monotonic() - started >= BACKOFF_RESET_AFTER:
                 attempt = 0
             await sleep(backoff_delay(attempt, rng))  # type: ignore[misc]

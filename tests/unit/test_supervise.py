@@ -222,3 +222,54 @@ async def test_stream_restarts_with_backoff_then_publishes() -> None:
     state = store.states["s"]
     assert (state.up, state.errors_total) == (True, 3)
     assert state.duration is None
+
+
+class GaugeStream:
+    """Serves a gauge only while connected; its run announces itself, then fails on cue."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.fail = asyncio.Event()
+        self.runs = 0
+
+    async def run(self, changed: Callable[[], None]) -> None:
+        self.runs += 1
+        if self.runs > 1:
+            await asyncio.Event().wait()  # the restarted run never connects
+        self.connected = True
+        changed()
+        await self.fail.wait()
+        changed()  # announced just before failing: must not mark it up again
+        self.connected = False
+        raise ConnectionError("engine went away")
+
+    def families(self) -> Families:
+        fams: list[CounterMetricFamily | GaugeMetricFamily] = [
+            CounterMetricFamily("botwatch_events", "Events.", value=3)
+        ]
+        if self.connected:
+            fams.append(gauge("botwatch_state"))
+        return fams
+
+
+async def test_a_failed_stream_republishes_what_still_holds_and_stays_down() -> None:
+    store = Store()
+    store.add("s", "stream")
+    stream = GaugeStream()
+
+    async def no_wait(_: float) -> None:
+        pass  # the restart comes before the failure's publish: it must not mark it up
+
+    task = asyncio.create_task(
+        run_stream(name="s", stream=stream, store=store, blocking=BlockingCalls(), sleep=no_wait)
+    )
+    state = store.states["s"]
+    try:
+        await eventually(lambda: state.up and b"botwatch_state " in state.chunk.text, 5, "up")
+        stream.fail.set()
+        await eventually(lambda: b"botwatch_state " not in state.chunk.text, 5, "gauge dropped")
+        assert b"botwatch_events_total 3.0" in state.chunk.text  # counters stay
+        assert stream.runs == 2
+        assert (state.up, state.errors_total) == (False, 1)
+    finally:
+        task.cancel()
