@@ -34,18 +34,16 @@ from exporter.threads import BlockingCalls, StillBlocked
 
 if TYPE_CHECKING:
     import docker
-    import requests
 
 NS = 1_000_000_000
 REQUEST_TIMEOUT = 10.0  # one inspect; the log stream itself has no timeout
 # Podman answers a log request only with its first line; asking again this often keeps the
-# reading thread stoppable meanwhile (see DockerLogSource._open).
+# reading thread stoppable meanwhile (see dockerapi.open_stream).
 HEADER_WAIT = 1.0
 BATCH_SECONDS = 0.05  # a batch collects lines for at most this long...
 BATCH_LINES = 1000  # ...or this many lines
 HIGH_WATER = 10 * BATCH_LINES  # the reading thread waits while this many lines are unhanded
 TTY_LINE_LIMIT = MAX_LINE_BYTES + 64  # room for the timestamp prefix
-READ_SIZE = 1 << 16
 
 # ---------------------------------------------------------------------------- pure parts
 
@@ -284,52 +282,6 @@ class _Outbox:
         )
 
 
-class _Stream:
-    """The log stream being read, so that the loop can close it under the reading thread."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._response: requests.Response | None = None
-        self.stopped = False
-
-    def attach(self, response: requests.Response) -> bool:
-        """-> False (and the response closed) if stop() came first."""
-        with self._lock:
-            if not self.stopped:
-                self._response = response
-                return True
-        _close(response)
-        return False
-
-    def stop(self) -> None:
-        with self._lock:
-            self.stopped = True
-            response, self._response = self._response, None
-        if response is not None:
-            _close(response)
-
-
-def _close(response: requests.Response) -> None:
-    # urllib3's shutdown() ends a read blocked in another thread at once; close() alone
-    # would leave that thread waiting for the container's next line.
-    with contextlib.suppress(Exception):
-        shutdown = getattr(response.raw, "shutdown", None)  # urllib3 >= 2.3
-        if shutdown is not None:
-            shutdown()
-    with contextlib.suppress(Exception):
-        response.close()
-
-
-def _chunks(response: requests.Response) -> Iterator[bytes]:
-    """Whatever the engine has sent so far, until the stream ends or is stopped."""
-    import urllib3.exceptions
-
-    raw = response.raw
-    with contextlib.suppress(OSError, urllib3.exceptions.HTTPError):
-        while chunk := raw.read1(READ_SIZE):
-            yield chunk
-
-
 def _is_not_found(exc: BaseException) -> bool:
     import docker.errors
 
@@ -370,7 +322,7 @@ class DockerLogSource:
         self._outbox = _Outbox(restored or Cursor())
         self._unusable_position = position is not None and restored is None
         self._client: docker.DockerClient | None = None
-        self._stream: _Stream | None = None
+        self._stream: dockerapi.StoppableResponse | None = None
         self._sink: Sink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
@@ -385,7 +337,7 @@ class DockerLogSource:
         attempt = 0
         try:
             while True:
-                stream = self._stream = _Stream()
+                stream = self._stream = dockerapi.StoppableResponse()
                 try:
                     state = await self._call(self._follow, stream)
                     self._flush()
@@ -447,7 +399,7 @@ class DockerLogSource:
         state = attrs.get("State") or {}
         return _State(attrs["Id"], bool(state.get("Running")), str(state.get("StartedAt")))
 
-    def _follow(self, stream: _Stream) -> _State:
+    def _follow(self, stream: dockerapi.StoppableResponse) -> _State:
         """Read the container's log until the stream ends -> its state when it was opened."""
         client = self._docker()
         attrs = client.api.inspect_container(self.config.container)
@@ -470,50 +422,23 @@ class DockerLogSource:
             options["since"] = cursor.second
             skip = cursor.skip_for(opened.id)
         self._to_loop(self._up)
-        response = self._open(client, opened.id, options, stream)
-        if response is not None and stream.attach(response):
-            chunks = _chunks(response)
+        # Not the SDK's logs(): it drops which stream a frame belongs to (needed to keep a
+        # partial stdout line apart from stderr lines), and it can be stopped from another
+        # thread only through private attributes.
+        response = dockerapi.open_stream(
+            client,
+            f"/containers/{opened.id}/logs",
+            {**{key: int(value) for key, value in options.items()}, "follow": 1},
+            stream,
+            connect_timeout=REQUEST_TIMEOUT,
+            # Podman sends the response headers only with the first line to show.
+            header_wait=HEADER_WAIT,
+        )
+        if response is not None:
+            chunks = dockerapi.read_chunks(response)
             tty = bool((attrs.get("Config") or {}).get("Tty"))
             self._read(tty_frames(chunks) if tty else demux(chunks), opened.id, skip, stream)
         return opened
-
-    def _open(
-        self, client: docker.DockerClient, container: str, options: dict[str, Any], stream: _Stream
-    ) -> requests.Response | None:
-        """GET /containers/ID/logs?follow=1 as a raw response; None if stopped meanwhile.
-
-        Not the SDK's logs(): it drops which stream a frame belongs to (needed to keep a
-        partial stdout line apart from stderr lines), and it can be stopped from another
-        thread only through private attributes.
-        """
-        import docker.errors
-        import requests
-
-        api = client.api
-        params = {key: int(value) for key, value in options.items()}
-        while not stream.stopped:
-            try:
-                response: requests.Response = api.get(
-                    f"{api.base_url}/v{api.api_version}/containers/{container}/logs",
-                    params={**params, "follow": 1},
-                    stream=True,
-                    timeout=(REQUEST_TIMEOUT, HEADER_WAIT),
-                )
-            except requests.exceptions.ReadTimeout:
-                # Podman sends the response headers only with the first line to show. Until
-                # then the request cannot be interrupted, so it is made again, and again.
-                continue
-            try:
-                response.raise_for_status()
-            except requests.HTTPError as exc:
-                response.close()
-                raise docker.errors.create_api_error_from_http_exception(exc) from None
-            # A quiet container is fine: no read timeout from here on. (Should this fail,
-            # a quiet second ends the stream and it is opened again: slower, still exact.)
-            with contextlib.suppress(AttributeError, OSError):
-                response.raw.connection.sock.settimeout(None)
-            return response
-        return None
 
     def _end_of_log(
         self, client: docker.DockerClient, container: str, options: dict[str, Any]
@@ -531,7 +456,13 @@ class DockerLogSource:
         tail: bytes = client.api.logs(container, stream=False, since=second, **options)
         return second, tail.count(b"\n")
 
-    def _read(self, frames: Iterable[Frame], container: str, skip: int, stream: _Stream) -> None:
+    def _read(
+        self,
+        frames: Iterable[Frame],
+        container: str,
+        skip: int,
+        stream: dockerapi.StoppableResponse,
+    ) -> None:
         reader = LineReader()
         outbox = self._outbox
         for frame in frames:
