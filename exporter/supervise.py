@@ -143,18 +143,25 @@ async def run_stream(
 
         return changed
 
+    # One publish at a time: an older render must never land after a newer one.
+    publishing = asyncio.Lock()
+
+    async def publish() -> bool:
+        async with publishing:
+            try:
+                store.publish(name, await render_chunk(store, blocking, name, stream.families()))
+            except Exception as exc:
+                outcome.failed(f"cannot publish: {describe(exc)}", None, keep_series=True)
+                return False
+            return True
+
     async def flusher() -> None:
         while True:
             await flush_pending.wait()
             await asyncio.sleep(STREAM_DEBOUNCE)
             flush_pending.clear()
-            try:
-                store.publish(name, await render_chunk(store, blocking, name, stream.families()))
-            except Exception as exc:
-                outcome.failed(f"cannot publish: {describe(exc)}", None, keep_series=True)
-            else:
-                if announced == current:
-                    outcome.ok(None)
+            if await publish() and announced == current:
+                outcome.ok(None)
 
     flush_task = asyncio.create_task(flusher(), name=f"flush {name}")
     attempt = 0
@@ -169,7 +176,7 @@ async def run_stream(
                 error = describe(exc)
             current += 1  # between runs: no publish marks it up
             outcome.failed(error, None, keep_series=True)
-            flush_pending.set()
+            await publish()  # at once, not debounced: gauges the failure made untrue go now
             if time.monotonic() - started >= BACKOFF_RESET_AFTER:
                 attempt = 0
             await sleep(backoff_delay(attempt, rng))  # type: ignore[misc]
