@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -21,6 +21,10 @@ class Strict(BaseModel):
 class CollectorConfig(Strict):
     """What every collector accepts. `interval` and `timeout` only matter to pollers."""
 
+    # The timeout when none is written (capped by the interval); a slow kind of round
+    # (docker system df walks every volume) sets a longer one.
+    default_timeout: ClassVar[float] = DEFAULT_TIMEOUT
+
     enabled: bool = True
     interval: Duration = 15.0
     timeout: Duration = DEFAULT_TIMEOUT
@@ -34,7 +38,7 @@ class CollectorConfig(Strict):
     def _default_timeout_fits_interval(cls, data: Any) -> Any:
         # `interval: 5s` alone must not be an error about a timeout nobody wrote.
         if isinstance(data, dict) and "timeout" not in data:
-            data = {**data, "timeout": effective_timeout(data)}
+            data = {**data, "timeout": effective_timeout(data, cls.default_timeout)}
         return data
 
     @field_validator("timeout")
@@ -50,13 +54,13 @@ class CollectorConfig(Strict):
         return timeout
 
 
-def effective_timeout(section: dict[str, Any]) -> float:
+def effective_timeout(section: dict[str, Any], default: float = DEFAULT_TIMEOUT) -> float:
     """The timeout a raw collector section asks for, or the default that fits its interval."""
     try:
         if "timeout" in section:
             return parse_duration(section["timeout"])
         if "interval" in section:
-            return min(DEFAULT_TIMEOUT, parse_duration(section["interval"]))
+            return min(default, parse_duration(section["interval"]))
     except ValueError:
         pass  # reported by field validation with its key path
-    return DEFAULT_TIMEOUT
+    return default

@@ -99,15 +99,21 @@ def health_status(state: JSON) -> str:
     return status if status in HEALTH else "none"
 
 
-def engine_time(text: Any) -> float | None:
-    """An engine timestamp -> Unix seconds; None for the zero time (0001-01-01) or garbage."""
+def engine_time_ns(text: Any) -> int | None:
+    """An engine timestamp -> ns since the epoch; None for the zero time (0001-01-01) or garbage."""
     if not isinstance(text, str) or not text or text.startswith("0001-01-01"):
         return None
     try:
         ns = parse_timestamp(text.encode())
     except ValueError:
         return None
-    return ns / NS if ns > 0 else None
+    return ns if ns > 0 else None
+
+
+def engine_time(text: Any) -> float | None:
+    """An engine timestamp -> Unix seconds (see engine_time_ns)."""
+    ns = engine_time_ns(text)
+    return None if ns is None else ns / NS
 
 
 def working_set(memory: JSON) -> float | None:

@@ -1,8 +1,9 @@
 """The docker collector against a real Docker Engine API: podman's (tests/podman.py).
 
-Most tests drive the collector in-process (build it, call collect()); one runs the real
-daemon against the same engine, scrapes it, lints the scrape with promtool, and takes the
-engine away and back. Each test selects only its own containers by name.
+Most tests drive the collector in-process (tests/streams.py); one runs the real daemon
+against the same engine, scrapes it, lints the scrape with promtool, and takes the engine
+away and back. Each test selects only its own containers by name. The poll interval is an
+hour unless a test says otherwise, so what changes is what the event stream delivered.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client.metrics_core import Metric
 
 from exporter.collector import Context
@@ -21,6 +21,7 @@ from exporter.threads import BlockingCalls
 from tests.integration.conftest import Daemon
 from tests.integration.podman_fixture import podman  # noqa: F401  (a fixture)
 from tests.podman import IMAGE, Podman
+from tests.streams import running
 from tests.support import eventually, promtool_lint, wait_for
 
 SLEEPER = "while true; do sleep 1; done"
@@ -30,16 +31,9 @@ HEALTHCHECK = {"test": ["CMD-SHELL", "test -e /tmp/ok"], "interval": 3600 * 10**
 
 
 def make(engine: Podman, tmp_path: Path, **options: Any) -> DockerCollector:
-    config = DockerConfig(url=engine.url, interval="5s", timeout="4s", **options)
+    options = {"interval": "1h", **options}
+    config = DockerConfig(url=engine.url, **options)
     return DockerCollector(config, Context("docker", tmp_path, BlockingCalls()))
-
-
-def value(fams: list[Metric], name: str, **labels: str) -> float | None:
-    for fam in fams:
-        for s in fam.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
 
 
 def containers(fams: list[Metric]) -> set[str]:
@@ -58,37 +52,33 @@ async def test_running_exited_restart_loop_and_removal(
     podman.run("t1-run", SLEEPER, labels={"com.docker.compose.project": "p1"}, mem_limit="32m")
     podman.run("t1-exit3", "exit 3")
     podman.run("t1-loop", "exit 1", restart_policy={"Name": "always"})
-    collector = make(podman, tmp_path, include="^t1-")
-    try:
+    # Polled every second here: stats (memory, CPU) come with the poll only.
+    async with running(make(podman, tmp_path, include="^t1-", interval="1s")) as run:
 
-        async def settled() -> list[Metric] | None:
-            fams = await collector.collect()
-            ok = (
-                value(fams, "botwatch_container_state", container="t1-run", state="running") == 1
-                and value(fams, "botwatch_container_state", container="t1-exit3", state="exited")
-                == 1
-                and value(fams, "botwatch_container_exit_code", container="t1-exit3") == 3
-                and (value(fams, "botwatch_container_restarts_total", container="t1-loop") or 0)
-                >= 1
+        def settled() -> bool:
+            return (
+                run.value("botwatch_container_state", container="t1-run", state="running") == 1
+                and run.value("botwatch_container_state", container="t1-exit3", state="exited") == 1
+                and run.value("botwatch_container_exit_code", container="t1-exit3") == 3
+                and (run.value("botwatch_container_restarts_total", container="t1-loop") or 0) >= 1
+                and run.value("botwatch_container_memory_usage_bytes", container="t1-run")
+                is not None
             )
-            return fams if ok else None
 
-        fams = await eventually(settled, 30, "running, exited(3) and a first restart")
+        await eventually(settled, 30, "running, exited(3), a first restart and stats")
+        fams = list(run.stream.families())
         assert containers(fams) == {"t1-run", "t1-exit3", "t1-loop"}
+        assert run.value("botwatch_container_memory_limit_bytes", container="t1-run") == 32 * 2**20
+        assert (run.value("botwatch_container_memory_usage_bytes", container="t1-run") or 0) > 0
+        assert (run.value("botwatch_container_cpu_seconds_total", container="t1-run") or 0) > 0
+        assert run.value("botwatch_container_started_timestamp_seconds", container="t1-run")
         assert (
-            value(fams, "botwatch_container_memory_limit_bytes", container="t1-run") == 32 * 2**20
+            run.value("botwatch_container_finished_timestamp_seconds", container="t1-run") is None
         )
-        assert (value(fams, "botwatch_container_memory_usage_bytes", container="t1-run") or 0) > 0
-        assert (value(fams, "botwatch_container_cpu_seconds_total", container="t1-run") or 0) > 0
-        assert value(fams, "botwatch_container_started_timestamp_seconds", container="t1-run")
+        assert run.value("botwatch_container_finished_timestamp_seconds", container="t1-exit3")
+        assert run.value("botwatch_container_health", container="t1-run", status="none") == 1
         assert (
-            value(fams, "botwatch_container_finished_timestamp_seconds", container="t1-run") is None
-        )
-        assert value(fams, "botwatch_container_finished_timestamp_seconds", container="t1-exit3")
-        assert value(fams, "botwatch_container_health", container="t1-run", status="none") == 1
-        assert (
-            value(
-                fams,
+            run.value(
                 "botwatch_container_info",
                 container="t1-loop",
                 image=IMAGE,
@@ -97,29 +87,47 @@ async def test_running_exited_restart_loop_and_removal(
             )
             == 1
         )
-        assert value(fams, "botwatch_container_info", container="t1-run", compose_project="p1")
-        first = value(fams, "botwatch_container_restarts_total", container="t1-loop") or 0
-
-        async def restarted_again() -> bool:
-            fams = await collector.collect()
-            count = value(fams, "botwatch_container_restarts_total", container="t1-loop") or 0
-            return count > first
-
-        await eventually(restarted_again, 30, "the restart count to rise")
+        assert run.value("botwatch_container_info", container="t1-run", compose_project="p1")
+        first = run.value("botwatch_container_restarts_total", container="t1-loop") or 0
+        dies = run.value("botwatch_container_events_total", container="t1-loop", event="die") or 0
+        await eventually(
+            lambda: (
+                (run.value("botwatch_container_restarts_total", container="t1-loop") or 0) > first
+            ),
+            30,
+            "the restart count to rise",
+        )
+        await eventually(
+            lambda: (
+                (
+                    run.value("botwatch_container_events_total", container="t1-loop", event="die")
+                    or 0
+                )
+                > dies
+            ),
+            30,
+            "die events of the loop",
+        )
+        assert run.value("botwatch_container_exits_total", container="t1-loop", exit_code="1")
 
         # A compose-project selection keeps only t1-run.
-        only_p1 = make(podman, tmp_path, include="^t1-", compose_projects=["p1"])
-        assert containers(await only_p1.collect()) == {"t1-run"}
-        await only_p1.close()
+        only_p1 = make(podman, tmp_path / "p1", include="^t1-", compose_projects=["p1"])
+        async with running(only_p1) as p1:
+            await eventually(
+                lambda: p1.value("botwatch_container_state", state="running"), 30, "p1's poll"
+            )
+            assert containers(list(p1.stream.families())) == {"t1-run"}
 
+        # Removed: gone from the snapshot at its event, without a poll.
         client = podman.client()
         try:
             client.containers.get("t1-exit3").remove(force=True)
         finally:
             client.close()
-        assert containers(await collector.collect()) == {"t1-run", "t1-loop"}
-    finally:
-        await collector.close()
+        await eventually(
+            lambda: containers(list(run.stream.families())) == {"t1-run", "t1-loop"}, 10, "removal"
+        )
+        assert run.failure() is None
 
 
 def healthcheck_run(engine: Podman, name: str) -> int:
@@ -134,68 +142,148 @@ def healthcheck_run(engine: Podman, name: str) -> int:
     return done.returncode
 
 
-async def test_health_starting_healthy_unhealthy(
+async def test_health_starting_healthy_unhealthy_from_events(
     podman: Podman,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     container = podman.run("t2-hc", f"touch /tmp/ok; {SLEEPER}", healthcheck=HEALTHCHECK)
-    collector = make(podman, tmp_path, include="^t2-", stats=False)
-    try:
+    # The poll runs once an hour: each change below can only come from an event.
+    async with running(make(podman, tmp_path, include="^t2-", stats=False)) as run:
 
-        async def health() -> str | None:
-            fams = await collector.collect()
+        def health() -> str | None:
             for status in ("starting", "healthy", "unhealthy", "none"):
-                if value(fams, "botwatch_container_health", container="t2-hc", status=status):
+                if run.value("botwatch_container_health", container="t2-hc", status=status):
                     return status
             return None
 
-        assert await health() == "starting"
+        await eventually(lambda: health() == "starting", 30, "starting")
         wait_for(lambda: container.exec_run(["test", "-e", "/tmp/ok"]).exit_code == 0, 10, "ok")
         assert healthcheck_run(podman, "t2-hc") == 0
-        assert await health() == "healthy"
+        await eventually(lambda: health() == "healthy", 10, "healthy")
         assert container.exec_run(["rm", "/tmp/ok"]).exit_code == 0
         assert healthcheck_run(podman, "t2-hc") != 0
-        assert await health() == "unhealthy"
+        await eventually(lambda: health() == "unhealthy", 10, "unhealthy")
+        await eventually(
+            lambda: (
+                run.value(
+                    "botwatch_container_events_total", container="t2-hc", event="health_status"
+                )
+                == 2
+            ),
+            10,
+            "two health_status events",
+        )
         # stats: false -> no resource series, the rest as before.
-        fams = await collector.collect()
-        assert value(fams, "botwatch_container_memory_usage_bytes", container="t2-hc") is None
-    finally:
-        await collector.close()
+        assert run.value("botwatch_container_memory_usage_bytes", container="t2-hc") is None
 
 
-async def test_unreachable_engine_fails_the_round(tmp_path: Path) -> None:
+async def test_unreachable_engine_fails_the_run(tmp_path: Path) -> None:
     config = DockerConfig(url=f"unix://{tmp_path}/nothing.sock", interval="5s", timeout="2s")
-    collector = DockerCollector(config, Context("docker", tmp_path, BlockingCalls()))
-    with pytest.raises(EngineError) as caught:
-        await collector.collect()
-    assert str(caught.value) == "cannot reach the engine: No such file or directory"
-    await collector.close()
+    async with running(
+        DockerCollector(config, Context("docker", tmp_path, BlockingCalls()))
+    ) as run:
+        await eventually(run.failure, 10, "the run to fail")
+        assert isinstance(run.failure(), EngineError)
+        assert str(run.failure()) == "connect: cannot reach the engine: No such file or directory"
 
 
-def test_daemon_scrape_promtool_and_engine_away(
+async def test_counters_are_exact_across_a_botwatch_restart(
+    podman: Podman,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """podman keeps its events in a file: those of botwatch's downtime are replayed."""
+    container = podman.run("t4-app", SLEEPER)
+
+    def cycle() -> None:
+        container.stop(timeout=0)
+        container.start()
+
+    async with running(make(podman, tmp_path, include="^t4-")) as run:
+        await eventually(lambda: run.value("botwatch_container_state", state="running"), 30, "up")
+        for _ in range(2):
+            cycle()
+        await eventually(
+            lambda: run.value("botwatch_container_events_total", event="start") == 2, 30, "2"
+        )
+    for _ in range(3):
+        cycle()
+    async with running(make(podman, tmp_path, include="^t4-")) as run:
+        await eventually(
+            lambda: run.value("botwatch_container_events_total", event="start") == 5, 30, "5"
+        )
+        assert run.value("botwatch_container_events_total", event="die") == 5
+        cycle()
+        await eventually(
+            lambda: run.value("botwatch_container_events_total", event="start") == 6, 30, "6"
+        )
+        assert run.value("botwatch_container_events_total", event="die") == 6
+        assert run.failure() is None
+
+
+async def test_system_df_volume_and_writable_layer_sizes(
+    podman: Podman,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    client = podman.client()
+    try:
+        client.volumes.create("t5-data")
+    finally:
+        client.close()
+    script = f"dd if=/dev/zero of=/data/f bs=1024 count=300; echo x > /rw; {SLEEPER}"
+    podman.run("t5-app", script, volumes={"t5-data": {"bind": "/data", "mode": "rw"}})
+    async with running(make(podman, tmp_path, include="^t5-", system_df={"interval": "1s"})) as run:
+        await eventually(
+            lambda: (
+                (run.value("botwatch_docker_volume_size_bytes", volume="t5-data") or 0)
+                >= 300 * 1024
+            ),
+            30,
+            "the volume's 300 KiB",
+        )
+        assert run.value("botwatch_docker_volume_containers", volume="t5-data") == 1
+        assert (run.value("botwatch_container_rw_size_bytes", container="t5-app") or 0) > 0
+        assert (run.value("botwatch_docker_images_size_bytes") or 0) > 0
+        assert run.value("botwatch_docker_images") == 1
+        assert run.value("botwatch_docker_system_df_errors_total") == 0
+
+
+def test_daemon_event_driven_scrape_promtool_and_engine_away(
     podman: Podman,  # noqa: F811
     tmp_path: Path,
     daemon: Callable[..., Daemon],
 ) -> None:
     podman.run("t3-web", SLEEPER)
+    victim = podman.run("t3-victim", SLEEPER)
+    podman.run("t3-gone", SLEEPER)
     path = tmp_path / "botwatch.yml"
+    # An hour between polls: every change below reaches /metrics through the event stream,
+    # or (after the engine's absence) through the resync that follows a reconnect.
     path.write_text(
         "web: {listen_address: '127.0.0.1:0'}\n"
         f"state_dir: {tmp_path}\n"
         "collectors:\n"
         "  host: {enabled: false}\n"
-        f"  docker: {{enabled: true, url: '{podman.url}', include: '^t3-', interval: 1s,"
-        " timeout: 800ms}\n"
+        f"  docker: {{enabled: true, url: '{podman.url}', include: '^t3-', interval: 1h,"
+        " timeout: 5s}\n"
     )
     d = daemon(path)
     wait_for(
-        lambda: d.sample("botwatch_container_state", container="t3-web", state="running") == 1,
+        lambda: d.sample("botwatch_container_state", container="t3-victim", state="running") == 1,
         20,
-        "t3-web running on /metrics",
+        "t3-victim running on /metrics",
     )
     assert d.sample("botwatch_collector_up", collector="docker") == 1
-    body = d.metrics()
-    assert promtool_lint(body) == ""
+    assert promtool_lint(d.metrics()) == ""
+
+    victim.kill()
+    wait_for(
+        lambda: d.sample("botwatch_container_exit_code", container="t3-victim") == 137,
+        10,
+        "the die event on /metrics",
+    )
+    assert d.sample("botwatch_container_state", container="t3-victim", state="exited") == 1
+    assert d.sample("botwatch_container_events_total", container="t3-victim", event="die") == 1
+    assert d.sample("botwatch_container_exits_total", container="t3-victim", exit_code="137") == 1
 
     podman.stop()
     try:
@@ -206,13 +294,27 @@ def test_daemon_scrape_promtool_and_engine_away(
         )
         assert d.proc.poll() is None
         assert d.get("/-/healthy")[0] == 200
+        # Gauges go with the engine (they would lie); counters stay.
+        assert d.sample("botwatch_container_state", container="t3-web") is None
+        assert d.sample("botwatch_container_events_total", container="t3-victim", event="die") == 1
         failures = d.events("collector failed")
-        assert failures and "cannot reach the engine" in failures[0]["error"]
+        assert failures and failures[0]["error"].startswith("EngineError: ")
+        # While botwatch cannot see it, a container dies and is removed.
+        podman.cli("rm", "--force", "--time=0", "t3-gone")
     finally:
         podman.start()
     wait_for(
         lambda: d.sample("botwatch_collector_up", collector="docker") == 1,
-        20,
+        30,
         "the docker collector to come back",
     )
+    # The resync reflects the gap, and the engine's replayed events are counted.
+    assert d.sample("botwatch_container_state", container="t3-gone") is None
     assert d.sample("botwatch_container_state", container="t3-web", state="running") == 1
+    wait_for(
+        lambda: d.sample("botwatch_container_events_total", container="t3-gone", event="die") == 1,
+        10,
+        "the die of the gap",
+    )
+    assert d.sample("botwatch_container_events_total", container="t3-victim", event="die") == 1
+    assert promtool_lint(d.metrics()) == ""

@@ -214,6 +214,18 @@ CASES: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "docker-system-df",
+        "collectors:\n  docker:\n    system_df: {interval: 1m, timeout: 2m, intreval: 1s}\n"
+        "    include: '('\n",
+        [
+            "{f}: collectors.docker.include: invalid regex: "
+            "missing ), unterminated subpattern at position 0 (got '(')",
+            "{f}: collectors.docker.system_df.timeout: must not exceed the interval (1m) "
+            "(got '2m')",
+            "{f}: collectors.docker.system_df.intreval: unknown key (did you mean 'interval'?)",
+        ],
+    ),
+    (
         "several-problems",
         "log:\n  level: loud\ncollectors:\n  host:\n    interval: soon\n    enabled: 3\n",
         [

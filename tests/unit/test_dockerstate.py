@@ -232,6 +232,10 @@ def test_docker_collector_is_off_unless_enabled() -> None:
     assert not DockerConfig.model_validate({"url": "unix:///x.sock"}).wanted()
     on = Config.model_validate({"collectors": {"docker": {"enabled": True}}})
     assert on.collector_configs()["docker"].wanted()
+    # system df walks every volume: its own, slower schedule and a longer default timeout.
+    df = DockerConfig().system_df
+    assert (df.enabled, df.interval, df.timeout) == (True, 300.0, 60.0)
+    assert DockerConfig.model_validate({"system_df": {"interval": "30s"}}).system_df.timeout == 30
     config = DockerConfig.model_validate({"include": "^(a|b)$", "compose_projects": ["p"]})
     assert config.selection().selects("a", {"com.docker.compose.project": "p"})
     assert not config.selection().selects("a", {})
