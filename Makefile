@@ -36,6 +36,7 @@ bench: $(STAMP)
 	scripts/install-debs.sh bench/deps.txt
 	$(BIN)/python bench/scrape_latency.py
 	$(BIN)/python bench/log_throughput.py
+	$(BIN)/python bench/docker_events.py
 
 update-golden: $(STAMP)
 	BOTWATCH_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_host_golden.py
