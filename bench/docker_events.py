@@ -175,6 +175,10 @@ to the scrape that showed the change. botwatch polls every {args.interval:g} s a
 poll-only exporter at that interval shows a change at the next poll, uniformly within the
 interval: p50 = interval/2, p99 = 0.99 x interval (plus its scrape time, not counted here).
 
+What the latency is made of: podman's delivery of the event (its file event logger is read
+by polling: up to about 0.25 s seen here), the re-inspect, the stream's 0.25 s publish
+debounce and the body cache (`web.render_interval`, 0.25 s).
+
 ## Results
 
 | | p50 s | p99 s | max s |
