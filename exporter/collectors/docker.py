@@ -50,6 +50,7 @@ from exporter.collectors.dockerstate import (
 from exporter.fields import Duration, Regex, compile_regex
 from exporter.models import CollectorConfig
 from exporter.registry import collector
+from exporter.snapshot import Snapshot
 from exporter.statefile import Checkpoint
 from exporter.threads import StillBlocked
 
@@ -112,19 +113,13 @@ class DockerCollector:
             durable=ctx.durable,
         )
         self.ledger: Ledger | None = None
-        # The snapshot, by container id; empty while disconnected (no stale gauges).
-        self.readings: dict[str, ContainerReading] = {}
+        # By container id; empty while disconnected (no stale gauges). podman announces
+        # health_status before it stores the new status: events are read again a second later.
+        self.snapshot: Snapshot[str, ContainerReading] = Snapshot(settle=SETTLE_AFTER)
         self.df: JSON | None = None
         self.df_errors = 0
         self._df_failing = False
         self._malformed_streak = False
-        # Events bump _seq and mark their container: a poll that began before an event
-        # must not overwrite what the event's inspect found.
-        self._seq = 0
-        self._touched: dict[str, int] = {}
-        self._to_refresh: set[str] = set()
-        self._settling: set[str] = set()
-        self._refresh_wanted = asyncio.Event()
         self._dirty = asyncio.Event()
         self._events: dockerapi.StoppableResponse | None = None
         self._generation = 0
@@ -153,7 +148,7 @@ class DockerCollector:
                     # Opened before the first poll: nothing can fall between the two.
                     response = await self._open_events(self.ledger.since_ns())
                     tasks.create_task(self._pump_events(response))
-                    tasks.create_task(self._refresher())
+                    tasks.create_task(self.snapshot.refresh_forever(self._refresh, changed))
                 await self._poll()
                 tasks.create_task(self._poller())
                 if self.config.system_df.enabled:
@@ -167,7 +162,7 @@ class DockerCollector:
             self._disconnect()
 
     def families(self) -> list[Metric]:
-        fams = container_families(list(self.readings.values()))
+        fams = container_families(list(self.snapshot.items.values()))
         if self.ledger is not None:
             fams += ledger_families(self.ledger)
         if self.df is not None:
@@ -202,16 +197,11 @@ class DockerCollector:
     async def _poll(self) -> None:
         """Replace the snapshot with a fresh list; keep what events changed meanwhile."""
         assert self.ledger is not None
-        began = self._seq
-        fresh = await self._call("poll", self._read_all)
-        newer = {cid for cid, seq in self._touched.items() if seq > began}
-        readings = {cid: r for cid, r in fresh.items() if cid not in newer}
-        readings.update({cid: r for cid, r in self.readings.items() if cid in newer})
-        self.readings = readings
-        self._touched = {cid: seq for cid, seq in self._touched.items() if seq > began}
-        self._infer_ooms(readings.values())
-        names = [container_name(r.inspect) for r in readings.values()]
-        if self.ledger.present(names, time.time()):
+        began = self.snapshot.begin_poll()
+        self.snapshot.replace(await self._call("poll", self._read_all), began)
+        readings = self.snapshot.items.values()
+        self._infer_ooms(readings)
+        if self.ledger.present([container_name(r.inspect) for r in readings], time.time()):
             self._dirty.set()
         self._changed()
 
@@ -220,21 +210,12 @@ class DockerCollector:
             await asyncio.sleep(self.config.interval)
             await self._poll()
 
-    async def _refresher(self) -> None:
-        """Inspect the containers events named, a batch at a time."""
-        while True:
-            await self._refresh_wanted.wait()
-            self._refresh_wanted.clear()
-            ids, self._to_refresh = self._to_refresh, set()
-            before = {cid: self.readings.get(cid) for cid in ids}
-            found = await self._call("inspect", self._inspect_some, before)
-            for cid, reading in found.items():
-                if reading is None:
-                    self.readings.pop(cid, None)
-                else:
-                    self.readings[cid] = reading
-            self._infer_ooms(r for r in found.values() if r is not None)
-            self._changed()
+    async def _refresh(
+        self, previous: dict[str, ContainerReading | None]
+    ) -> dict[str, ContainerReading | None]:
+        found = await self._call("inspect", self._inspect_some, previous)
+        self._infer_ooms(r for r in found.values() if r is not None)
+        return found
 
     async def _open_events(self, since_ns: int) -> Any:
         holder = self._events = dockerapi.StoppableResponse()
@@ -272,43 +253,23 @@ class DockerCollector:
                 continue
             if event is None:
                 continue
-            known = event.id in self.readings
+            # Docker puts a container's labels among the event's attributes, podman does
+            # not: with compose_projects set, podman's new containers count from the poll on.
+            known = event.id in self.snapshot.items
             if not known and not self._selection.selects(event.name, event.attributes):
                 continue
             counted |= self.ledger.count(event)
             if not event.refreshes:
                 continue
-            self._seq += 1
-            self._touched[event.id] = self._seq
             if event.action in REMOVED:
-                self.readings.pop(event.id, None)
+                self.snapshot.removed(event.id)
                 self._changed()
             else:
-                self._refresh(event.id)
-                self._settle(event.id)
+                self.snapshot.touched(event.id)
         if counted:
             self._malformed_streak = False
             self._dirty.set()
             self._changed()
-
-    def _refresh(self, cid: str) -> None:
-        self._to_refresh.add(cid)
-        self._refresh_wanted.set()
-
-    def _settle(self, cid: str) -> None:
-        """Inspect once more SETTLE_AFTER later: podman announces health_status before it
-        stores the new status, so the inspect an event triggers can still see the old one."""
-        if cid in self._settling:
-            return
-        self._settling.add(cid)
-        generation = self._generation
-
-        def again() -> None:
-            self._settling.discard(cid)
-            if generation == self._generation:
-                self._refresh(cid)
-
-        asyncio.get_running_loop().call_later(SETTLE_AFTER, again)
 
     def _malformed(self, error: str) -> None:
         assert self.ledger is not None
@@ -374,11 +335,8 @@ class DockerCollector:
         events, self._events = self._events, None
         if events is not None:
             events.stop()
-        self.readings = {}
+        self.snapshot.clear()
         self.df = None
-        self._touched.clear()
-        self._to_refresh.clear()
-        self._settling.clear()
 
     async def _call(
         self, what: str, fn: Callable[..., T], *args: Any, timeout: float | None = None

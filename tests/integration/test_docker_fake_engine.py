@@ -177,7 +177,7 @@ async def test_counters_are_exact_after_a_crash_between_checkpoints(
     engine.add("app")
     crashed = make(engine, tmp_path)
     task = asyncio.create_task(crashed.run(lambda: None))
-    await eventually(lambda: crashed.readings, 10, "the first poll")
+    await eventually(lambda: crashed.snapshot.items, 10, "the first poll")
     engine.oom_kill("app")
     engine.restart("app")
     await eventually(lambda: crashed.checkpoint.last_success, 5, "a checkpoint")
