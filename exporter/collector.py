@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client.metrics_core import Metric
 
@@ -47,6 +47,15 @@ class Context:
     blocking: BlockingCalls
     # False for `once`: look, but write no state a running daemon depends on.
     durable: bool = True
+
+
+def first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The error a TaskGroup of a stream's parts ended with: the first part that failed
+    (the group then cancelled the rest), which is the stream's failure."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def close(collector: object) -> None:

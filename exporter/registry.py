@@ -18,6 +18,7 @@ from exporter.models import CollectorConfig
 BUILTIN_MODULES = (
     "exporter.collectors.host",
     "exporter.collectors.docker",
+    "exporter.collectors.systemd",
     "exporter.logs.collector",
 )
 

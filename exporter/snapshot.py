@@ -74,7 +74,7 @@ class Snapshot(Generic[K, V]):
 
     async def refresh_forever(
         self,
-        read: Callable[[dict[K, V | None]], Awaitable[Mapping[K, V | None]]],
+        read: Callable[[Mapping[K, V | None]], Awaitable[Mapping[K, V | None]]],
         changed: Callable[[], None],
     ) -> None:
         """Read the touched items, a batch at a time; `read` gets what the snapshot holds of

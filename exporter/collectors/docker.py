@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter import dockerapi
-from exporter.collector import Context
+from exporter.collector import Context, first_error
 from exporter.collectors.dockerdf import df_families
 from exporter.collectors.dockerevents import (
     REMOVED,
@@ -157,7 +157,7 @@ class DockerCollector:
         except BaseExceptionGroup as group:
             # One part failed and the group cancelled the rest: that part's error is the
             # collector's (the supervisor logs it and reconnects).
-            raise _first(group) from None
+            raise first_error(group) from None
         finally:
             self._disconnect()
 
@@ -211,7 +211,7 @@ class DockerCollector:
             await self._poll()
 
     async def _refresh(
-        self, previous: dict[str, ContainerReading | None]
+        self, previous: Mapping[str, ContainerReading | None]
     ) -> dict[str, ContainerReading | None]:
         found = await self._call("inspect", self._inspect_some, previous)
         self._infer_ooms(r for r in found.values() if r is not None)
@@ -407,7 +407,7 @@ class DockerCollector:
         return readings
 
     def _inspect_some(
-        self, previous: dict[str, ContainerReading | None]
+        self, previous: Mapping[str, ContainerReading | None]
     ) -> dict[str, ContainerReading | None]:
         """Fresh readings of these containers (`previous`: what the snapshot holds of them);
         None for those gone or no longer selected."""
@@ -465,13 +465,6 @@ class DockerCollector:
 
 def _nothing() -> None:
     pass
-
-
-def _first(group: BaseExceptionGroup[Any]) -> BaseException:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 @collector(
