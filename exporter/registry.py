@@ -19,6 +19,7 @@ BUILTIN_MODULES = (
     "exporter.collectors.host",
     "exporter.collectors.docker",
     "exporter.collectors.systemd",
+    "exporter.collectors.oom",
     "exporter.logs.collector",
 )
 

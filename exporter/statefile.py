@@ -14,11 +14,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from exporter.threads import BlockingCalls, StillBlocked
+
+if TYPE_CHECKING:
+    from exporter.collector import Context
 
 log = structlog.get_logger("exporter.statefile")
 
@@ -110,6 +113,20 @@ class Checkpoint:
         self._failing = False
         self._lock_fd: int | None = None
         self._lock_name = lock_name
+
+    @classmethod
+    def of(cls, ctx: Context, key: str) -> Checkpoint:
+        """A collector's own checkpoint: `{name}-checkpoint.json`, lock `{name}.lock`."""
+        return cls(
+            ctx.state_dir,
+            f"{ctx.name}-checkpoint.json",
+            lock_name=f"{ctx.name}.lock",
+            version=1,
+            key=key,
+            what=f"{ctx.name} checkpoint",
+            blocking=ctx.blocking,
+            durable=ctx.durable,
+        )
 
     def lock(self) -> None:
         """Raises RuntimeError when another botwatch holds this state_dir's lock."""

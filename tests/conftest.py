@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import psutil
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +26,11 @@ def restore_procfs_path() -> Iterator[None]:
         yield
     finally:
         psutil.PROCFS_PATH = saved
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every event logged during the test, at every level (structlog starts from its
+    defaults in each test, so no level filter a daemon configured is in the way)."""
+    with capture_logs() as entries:
+        yield entries

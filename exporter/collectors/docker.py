@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("exporter.collectors.docker")
 T = TypeVar("T")
 
-CHECKPOINT_FILE = "docker-checkpoint.json"
 CHECKPOINT_INTERVAL = 1.0
 SETTLE_AFTER = 1.0
 
@@ -102,16 +101,7 @@ class DockerCollector:
         self.log = log.bind(collector=ctx.name)
         self._selection = config.selection()
         self._client: docker.DockerClient | None = None
-        self.checkpoint = Checkpoint(
-            ctx.state_dir,
-            CHECKPOINT_FILE,
-            lock_name="docker.lock",
-            version=1,
-            key="ledger",
-            what="docker checkpoint",
-            blocking=ctx.blocking,
-            durable=ctx.durable,
-        )
+        self.checkpoint = Checkpoint.of(ctx, "ledger")
         self.ledger: Ledger | None = None
         # By container id; empty while disconnected (no stale gauges). podman announces
         # health_status before it stores the new status: events are read again a second later.

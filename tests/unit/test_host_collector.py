@@ -7,15 +7,13 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from prometheus_client.metrics_core import Metric
 from pydantic import ValidationError
-from structlog.testing import capture_logs
 
 from exporter.collector import Context
 from exporter.collectors.host import (
@@ -58,19 +56,6 @@ async def release() -> AsyncIterator[threading.Event]:
         event.set()  # whatever the outcome, the stuck statvfs thread ends
 
 
-@pytest.fixture
-def logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    # capture_logs keeps the configured level filter, and a test that built an App left
-    # structlog configured: start from structlog's defaults (every level) and put it back.
-    saved = structlog.get_config()
-    structlog.reset_defaults()
-    try:
-        with capture_logs() as entries:
-            yield entries
-    finally:
-        structlog.configure(**saved)
-
-
 def mountpoint_of(path: str) -> str:
     relative = Path(path).relative_to(ROOTFS).as_posix()
     return "/" if relative == "." else f"/{relative}"
@@ -106,7 +91,7 @@ async def test_hung_statvfs_is_reported_and_not_retried_until_it_returns(
     tmp_path: Path,
     restore_procfs_path: None,
     release: threading.Event,
-    logs: list[MutableMapping[str, Any]],
+    captured_logs: list[MutableMapping[str, Any]],
 ) -> None:
     # A dead NFS mount cannot be produced here, so statvfs is replaced by one that hangs.
     calls: Counter[str] = Counter()
@@ -154,12 +139,12 @@ async def test_hung_statvfs_is_reported_and_not_retried_until_it_returns(
     assert calls[STUCK] == 2
 
     # One warning for the streak and one line for its recovery, not one per round.
-    events = [(e["event"], e["log_level"]) for e in logs if e.get("mountpoint") == STUCK]
+    events = [(e["event"], e["log_level"]) for e in captured_logs if e.get("mountpoint") == STUCK]
     assert events == [
         ("filesystem unreadable", "warning"),
         ("filesystem readable again", "info"),
     ]
-    (warning,) = (e for e in logs if e["event"] == "filesystem unreadable")
+    (warning,) = (e for e in captured_logs if e["event"] == "filesystem unreadable")
     assert warning["error"] == "timed out"
 
 
