@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from prometheus_client.core import CounterMetricFamily
 
 from exporter.threads import BlockingCalls, StillBlocked
 
@@ -100,7 +101,9 @@ class Checkpoint:
         what: str,
         blocking: BlockingCalls,
         durable: bool = True,
+        name: str = "",
     ) -> None:
+        self.name = name  # the collector's, for errors_family()
         self.state_dir = state_dir
         self.path = state_dir / filename
         self.version = version
@@ -116,7 +119,8 @@ class Checkpoint:
 
     @classmethod
     def of(cls, ctx: Context, key: str) -> Checkpoint:
-        """A collector's own checkpoint: `{name}-checkpoint.json`, lock `{name}.lock`."""
+        """A collector's own checkpoint: `{name}-checkpoint.json`, lock `{name}.lock`,
+        failed writes served as `botwatch_{name}_checkpoint_errors_total`."""
         return cls(
             ctx.state_dir,
             f"{ctx.name}-checkpoint.json",
@@ -126,6 +130,7 @@ class Checkpoint:
             what=f"{ctx.name} checkpoint",
             blocking=ctx.blocking,
             durable=ctx.durable,
+            name=ctx.name,
         )
 
     def lock(self) -> None:
@@ -142,6 +147,14 @@ class Checkpoint:
                 f"{self.state_dir} is in use by another botwatch (lock {self._lock_name})"
             ) from None
         self._lock_fd = fd
+
+    def errors_family(self) -> CounterMetricFamily:
+        name = self.name
+        return CounterMetricFamily(
+            f"botwatch_{name}_checkpoint_errors",
+            f"Failed writes of the {name} collector's checkpoint ({self.path.name}).",
+            value=self.errors,
+        )
 
     def unlock(self) -> None:
         if self._lock_fd is not None:

@@ -164,13 +164,7 @@ class DockerCollector:
                 value=self.df_errors,
             )
         )
-        fams.append(
-            CounterMetricFamily(
-                "botwatch_docker_checkpoint_errors",
-                "Failed writes of the docker event counters' checkpoint.",
-                value=self.checkpoint.errors,
-            )
-        )
+        fams.append(self.checkpoint.errors_family())
         return fams
 
     async def close(self) -> None:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from pydantic import Field
 
@@ -133,13 +132,7 @@ class OomCollector:
             fams += cgroup_families(self.cgroups)
         if self.kernel is not None and self.config.kernel_log:
             fams += kernel_families(self.kernel, self.kernel_up)
-        fams.append(
-            CounterMetricFamily(
-                "botwatch_oom_checkpoint_errors",
-                "Failed writes of the OOM counters' checkpoint.",
-                value=self.checkpoint.errors,
-            )
-        )
+        fams.append(self.checkpoint.errors_family())
         return fams
 
     async def close(self) -> None:
