@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError, create_model, field_validator
-from pydantic_core import PydanticCustomError
 
 from exporter.configerrors import format_validation_error
 from exporter.fields import Duration, ListenAddress
 from exporter.logs.models import LogsConfig
 from exporter.models import CollectorConfig, Strict
+from exporter.probes.models import AnyProbe, ProbesConfig, unique_names
 from exporter.registry import specs
 from exporter.yamlsource import ConfigError, Source, load_source
 
@@ -32,18 +32,6 @@ class LogConfig(Strict):
     format: LogFormat | None = None  # None: json when stdout is not a terminal
 
 
-def _no_types_yet(kind: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Probe types register with their own issue; until then any entry is a mistake that
-    # must not pass silently.
-    if entries:
-        raise PydanticCustomError(
-            "unknown_type",
-            "unknown {kind} type: this version has none",
-            {"kind": kind, "at": "0.type"},
-        )
-    return entries
-
-
 def _collectors_model() -> type[BaseModel]:
     fields: dict[str, Any] = {
         name: (spec.config, spec.config()) for name, spec in specs().items() if not spec.top_level
@@ -60,19 +48,23 @@ class Config(Strict):
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
     collectors: CollectorsConfig = CollectorsConfig()  # type: ignore[valid-type]
-    probes: list[dict[str, Any]] = []
+    probes: list[AnyProbe] = []
     logs: LogsConfig = LogsConfig()
 
     @field_validator("probes")
     @classmethod
-    def _probes(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return _no_types_yet("probe", value)
+    def _probes(cls, value: list[Any]) -> list[Any]:
+        return unique_names(value)
 
     def collector_configs(self) -> dict[str, CollectorConfig]:
-        return {
-            name: getattr(self if spec.top_level else self.collectors, name)
-            for name, spec in specs().items()
-        }
+        configs: dict[str, CollectorConfig] = {}
+        for name, spec in specs().items():
+            if name == "probes":
+                # The one top-level section that is a list: the collector's config wraps it.
+                configs[name] = ProbesConfig(targets=self.probes)
+            else:
+                configs[name] = getattr(self if spec.top_level else self.collectors, name)
+        return configs
 
 
 @dataclass(frozen=True)

@@ -99,15 +99,20 @@ def _show(value: Any) -> str:
 
 
 def _message(error: Any, root: type[BaseModel], path: KeyPath) -> str:
-    kind = error["type"]
+    kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "extra_forbidden":
         return f"unknown key ({closest(str(path[-1]), _keys_at(root, path[:-1]))})"
-    if kind == "literal_error":
-        return f"must be one of {error['ctx']['expected']}"
-    if kind == "union_tag_invalid":
-        return f"unknown type (known: {error['ctx']['expected_tags']})"
-    if kind == "union_tag_not_found":
-        return "required key 'type' is missing"
+    templates = {
+        "literal_error": "must be one of {expected}",
+        "union_tag_invalid": "unknown type (known: {expected_tags})",
+        "union_tag_not_found": "required key 'type' is missing",
+        "greater_than": "must be more than {gt}",
+        "greater_than_equal": "must be at least {ge}",
+        "less_than": "must be less than {lt}",
+        "less_than_equal": "must be at most {le}",
+    }
+    if kind in templates:
+        return templates[kind].format(**ctx)
     if kind in _PLAIN:
         return _PLAIN[kind]
     return str(error["msg"]).removeprefix("Value error, ")

@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "exporter.collectors.systemd",
     "exporter.collectors.oom",
     "exporter.logs.collector",
+    "exporter.probes.collector",
 )
 
 Kind = Literal["poller", "stream"]

@@ -130,8 +130,8 @@ CASES: list[tuple[str, str, list[str]]] = [
     ),
     (
         "probe-type",
-        "probes:\n  - {name: x, type: http}\n",
-        ["{f}: probes[0].type: unknown probe type: this version has none (got 'http')"],
+        "probes:\n  - {name: x}\n",
+        ["{f}: probes[0].type: required key 'type' is missing"],
     ),
     (
         "list-type",
@@ -224,6 +224,27 @@ CASES: list[tuple[str, str, list[str]]] = [
             "(got '2m')",
             "{f}: collectors.docker.system_df.intreval: unknown key (did you mean 'interval'?)",
         ],
+    ),
+    (
+        "probes",
+        "probes:\n  - {name: api, type: tcp, host: h, port: 70000}\n"
+        "  - {name: 'a b', type: listener, port: 0}\n  - {name: z, type: nope}\n"
+        "  - {name: w, type: http, urll: 'http://x'}\n",
+        [
+            "{f}: probes[0].port: must be at most 65535 (got 70000)",
+            "{f}: probes[1].name: must match [A-Za-z0-9][A-Za-z0-9_.:-]* (got 'a b')",
+            "{f}: probes[1].port: must be at least 1 (got 0)",
+            "{f}: probes[2].type: unknown type (known: 'http', 'websocket', 'tcp', 'listener', "
+            "'dns', 'postgres', 'redis') (got 'nope')",
+            "{f}: probes[3].url: required key is missing",
+            "{f}: probes[3].urll: unknown key (did you mean 'url'?)",
+        ],
+    ),
+    (
+        "probe-names",
+        "probes:\n  - {name: api, type: tcp, host: h, port: 1}\n"
+        "  - {name: api, type: listener, port: 2}\n",
+        ["{f}: probes[1].name: probe name 'api' is used twice (got 'api')"],
     ),
     (
         "several-problems",
