@@ -42,6 +42,24 @@ class FamilySpec:
     labels: tuple[str, ...] = ("probe",)
 
 
+SUCCESS = FamilySpec("botwatch_probe_success", "1 if the probe's last check succeeded.")
+DURATION = FamilySpec(
+    "botwatch_probe_duration_seconds", "How long the probe's last check took, failed or not."
+)
+CHECKS = FamilySpec("botwatch_probe_checks", "Checks the probe has run.", "counter")
+FAILURES = FamilySpec(
+    "botwatch_probe_failures",
+    "Failed checks by reason (timeout, refused, dns, tls, status, body, ...).",
+    "counter",
+    ("probe", "reason"),
+)
+LAST_SUCCESS = FamilySpec(
+    "botwatch_probe_last_success_timestamp_seconds", "When the probe last succeeded, Unix time."
+)
+# What every probe serves; a Watch serves SUCCESS itself (1 while its target is healthy).
+COMMON = (SUCCESS, DURATION, CHECKS, FAILURES, LAST_SUCCESS)
+
+
 @dataclass(frozen=True)
 class Sample:
     family: FamilySpec

@@ -21,32 +21,32 @@ import structlog
 from prometheus_client.metrics_core import Metric
 
 from exporter.collector import Context
-from exporter.probes.api import Check, FamilySet, FamilySpec, ProbeConfig, Result, Sample, Watch
+from exporter.probes.api import (
+    CHECKS,
+    COMMON,
+    DURATION,
+    FAILURES,
+    LAST_SUCCESS,
+    SUCCESS,
+    Check,
+    FamilySet,
+    FamilySpec,
+    ProbeConfig,
+    Result,
+    Sample,
+    Watch,
+)
 from exporter.probes.models import TYPE_MODULES, ProbesConfig
 from exporter.registry import collector
 from exporter.supervise import backoff_delay, describe
 
 log = structlog.get_logger("exporter.probes")
 
-SUCCESS = FamilySpec("botwatch_probe_success", "1 if the probe's last check succeeded.")
-DURATION = FamilySpec(
-    "botwatch_probe_duration_seconds", "How long the probe's last check took, failed or not."
-)
-CHECKS = FamilySpec("botwatch_probe_checks", "Checks the probe has run.", "counter")
-FAILURES = FamilySpec(
-    "botwatch_probe_failures",
-    "Failed checks by reason (timeout, refused, dns, tls, status, body, ...).",
-    "counter",
-    ("probe", "reason"),
-)
-LAST_SUCCESS = FamilySpec(
-    "botwatch_probe_last_success_timestamp_seconds", "When the probe last succeeded, Unix time."
-)
-COMMON = (SUCCESS, DURATION, CHECKS, FAILURES, LAST_SUCCESS)
 # A probe's first check comes after a random offset within this (or its interval).
 MAX_START_SPREAD = 10.0
 # What a check that raised (a bug, not a target's failure) is counted as.
 INTERNAL = "internal"
+TIMEOUT = "timeout"
 
 
 def type_module(kind: str) -> ModuleType:
@@ -66,8 +66,9 @@ class CheckState:
     last_success: float | None = None
 
     def __post_init__(self) -> None:
-        # Every reason starts at 0, so increase() sees a reason's first failure.
-        self.failures = dict.fromkeys((*self.reasons, INTERNAL), 0)
+        # Every reason starts at 0, so increase() sees a reason's first failure. The
+        # collector itself gives "timeout" (any type can) and "internal" (a probe's bug).
+        self.failures = dict.fromkeys((*self.reasons, TIMEOUT, INTERNAL), 0)
 
     def record(self, result: Result, duration: float) -> None:
         self.result, self.duration = result, duration
@@ -133,8 +134,9 @@ class ProbesCollector:
         return out.families()
 
     async def close(self) -> None:
-        for _, watch in self.watches:
-            closer = getattr(watch, "close", None)
+        """Probe types that hold resources (a client session) have `close()`."""
+        for probe in [check for _, check in self.checks] + [watch for _, watch in self.watches]:
+            closer = getattr(probe, "close", None)
             if closer is not None:
                 await closer()
 
@@ -183,7 +185,7 @@ async def _timed(check: Check, timeout: float) -> Result:
         async with asyncio.timeout(timeout):
             return await check.check()
     except TimeoutError:
-        return Result(False, "timeout", f"no answer within {timeout:g}s")
+        return Result(False, TIMEOUT, f"no answer within {timeout:g}s")
     except Exception as exc:  # a bug in the probe type, not the target's failure
         return Result(False, INTERNAL, describe(exc))
 
