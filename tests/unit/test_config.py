@@ -36,6 +36,15 @@ def test_include_merges_presets_under_the_users_keys(tmp_path: Path) -> None:
     assert host.timeout == 10.0
 
 
+@pytest.mark.parametrize(
+    "preset", sorted(p.stem for p in (REPO / "exporter" / "presets").glob("*.yaml"))
+)
+def test_every_packaged_preset_is_a_valid_config(tmp_path: Path, preset: str) -> None:
+    loaded = load_config(write(tmp_path, f"include: [{preset}]\n"))
+    wanted = [n for n, c in loaded.config.collector_configs().items() if c.wanted()]
+    assert "host" in wanted
+
+
 def test_named_lists_merge_by_name() -> None:
     base = {"probes": [{"name": "a", "url": "x"}, {"name": "b", "url": "y"}]}
     over = {"probes": [{"name": "b", "url": "z"}, {"name": "c", "url": "w"}]}
