@@ -35,7 +35,8 @@ def describe(exc: BaseException) -> str:
 
 def backoff_delay(attempt: int, rng: random.Random) -> float:
     """Capped exponential backoff with jitter over the upper half (never a zero wait)."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0**attempt)
+    # The exponent is bounded: 2.0**1024 overflows, after ~17 hours of failures at the cap.
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(attempt, 64))
     return float(ceiling * rng.uniform(0.5, 1.0))
 
 

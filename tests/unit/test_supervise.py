@@ -157,6 +157,10 @@ async def test_poller_keeps_a_fixed_rate_schedule() -> None:
         task.cancel()
 
 
+def test_backoff_survives_a_very_long_failure_streak() -> None:
+    assert backoff_delay(10_000, random.Random(1)) <= BACKOFF_CAP
+
+
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     rng = random.Random(7)
     delays = [backoff_delay(attempt, rng) for attempt in range(12)]
