@@ -28,6 +28,8 @@ from typing import Any
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from tests.support import POLL_STEP
+
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER = f"{SYSTEMD}.Manager"
@@ -90,7 +92,7 @@ class SystemdMock:
         while not self.socket.exists():
             if self._bus.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("dbus-daemon did not start")
-            time.sleep(0.02)
+            time.sleep(POLL_STEP)
 
     def start_systemd(self) -> None:
         """Start the mock systemd on the bus; returns once it owns its name."""
@@ -108,7 +110,7 @@ class SystemdMock:
             if self._systemd.poll() is not None or time.monotonic() > deadline:
                 log_text = (self.root / "dbusmock.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"the systemd mock did not start: {log_text}")
-            time.sleep(0.05)
+            time.sleep(POLL_STEP)
         self.units = {}
         asyncio.run(self._manager_methods())
 
