@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--web.listen-address: {exc} (got {args.listen_address!r})", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
-        enabled = [n for n, c in loaded.config.collector_configs().items() if c.enabled]
+        # The collectors that would run: enabled, and with something to do.
+        enabled = [n for n, c in loaded.config.collector_configs().items() if c.wanted()]
         print(f"{loaded.origin}: OK (collectors: {', '.join(enabled) or 'none'})")
         return 0
     app = App(loaded, path, {"level": args.log_level, "format": args.log_format})

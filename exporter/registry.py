@@ -20,6 +20,9 @@ BUILTIN_MODULES = (
     "exporter.collectors.docker",
     "exporter.collectors.systemd",
     "exporter.collectors.oom",
+    "exporter.collectors.sqlite",
+    "exporter.collectors.files",
+    "exporter.collectors.process",
     "exporter.logs.collector",
     "exporter.probes.collector",
 )

@@ -319,3 +319,12 @@ def test_run_with_bad_config_exits_2_before_listening(tmp_path: Path) -> None:
         f"{path}: web.listen_address: not host:port (e.g. ':9877' or '127.0.0.1:9877') "
         "(got 'nowhere')"
     ]
+
+
+def test_check_config_names_the_collectors_that_would_run(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yml"
+    path.write_text("collectors:\n  oom: {enabled: false}\n  sqlite: {databases: []}\n")
+    done = run_cli("check-config", str(path))
+    assert done.returncode == 0
+    # host is on; sqlite, files, process, probes and logs have nothing to do; oom is off.
+    assert done.stdout == f"{path}: OK (collectors: host)\n"
