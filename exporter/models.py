@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -64,3 +65,27 @@ def effective_timeout(section: dict[str, Any], default: float = DEFAULT_TIMEOUT)
     except ValueError:
         pass  # reported by field validation with its key path
     return default
+
+
+T = TypeVar("T")
+
+
+def ensure_unique(
+    items: Sequence[T],
+    what: str,
+    key: Callable[[T], str] = lambda item: str(getattr(item, "name", "")),
+    at: Callable[[T], str] = lambda _: "name",
+    hint: str = "",
+) -> None:
+    """The one-line error for the first item whose key an earlier one has: names are labels,
+    and two series with one label would silently be one."""
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        value = key(item)
+        if value in seen:
+            raise PydanticCustomError(
+                "duplicate",
+                "{what} '{value}' is used twice{hint}",
+                {"what": what, "value": value, "hint": hint, "at": f"{index}.{at(item)}"},
+            )
+        seen.add(value)

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 from pydantic_core import PydanticCustomError
 
 from exporter.fields import Duration, format_duration
-from exporter.models import CollectorConfig, Strict, effective_timeout
+from exporter.models import CollectorConfig, Strict, effective_timeout, ensure_unique
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _OCTAL_MODE = re.compile(r"^[0-7]{3,4}$")
@@ -161,28 +161,17 @@ class FilesConfig(CollectorConfig):
     @field_validator("paths")
     @classmethod
     def _unique_labels(cls, value: list[FilePath]) -> list[FilePath]:
-        seen: set[str] = set()
-        for index, entry in enumerate(value):
-            if entry.label in seen:
-                key = "name" if entry.name is not None else "path"
-                raise PydanticCustomError(
-                    "duplicate",
-                    "path label '{label}' is used twice (give one of them a name)",
-                    {"label": entry.label, "at": f"{index}.{key}"},
-                )
-            seen.add(entry.label)
+        ensure_unique(
+            value,
+            "path label",
+            key=lambda entry: entry.label,
+            at=lambda entry: "name" if entry.name is not None else "path",
+            hint=" (give one of them a name)",
+        )
         return value
 
     @field_validator("backups")
     @classmethod
     def _unique_sets(cls, value: list[BackupSet]) -> list[BackupSet]:
-        seen: set[str] = set()
-        for index, entry in enumerate(value):
-            if entry.name in seen:
-                raise PydanticCustomError(
-                    "duplicate",
-                    "backup set name '{name}' is used twice",
-                    {"name": entry.name, "at": f"{index}.name"},
-                )
-            seen.add(entry.name)
+        ensure_unique(value, "backup set name")
         return value

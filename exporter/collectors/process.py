@@ -20,7 +20,7 @@ from exporter.collector import Context
 from exporter.collectors.processgroup import ProcessGroups, ProcessSample
 from exporter.collectors.processscan import scan
 from exporter.fields import Regex
-from exporter.models import CollectorConfig, Strict
+from exporter.models import CollectorConfig, Strict, ensure_unique
 from exporter.registry import collector
 
 log = structlog.get_logger("exporter.collectors.process")
@@ -63,15 +63,7 @@ class ProcessConfig(CollectorConfig):
     @field_validator("processes")
     @classmethod
     def _unique(cls, value: list[ProcessGroupConfig]) -> list[ProcessGroupConfig]:
-        seen: set[str] = set()
-        for index, group in enumerate(value):
-            if group.name in seen:
-                raise PydanticCustomError(
-                    "duplicate",
-                    "process name '{name}' is used twice",
-                    {"name": group.name, "at": f"{index}.name"},
-                )
-            seen.add(group.name)
+        ensure_unique(value, "process name")
         return value
 
 

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from exporter.fields import Duration
-from exporter.models import CollectorConfig, Strict
+from exporter.models import CollectorConfig, Strict, ensure_unique
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -243,13 +243,5 @@ class LogsConfig(CollectorConfig):
     @field_validator("sources")
     @classmethod
     def _unique(cls, value: list[Any]) -> list[Any]:
-        seen: set[str] = set()
-        for index, source in enumerate(value):
-            if source.name in seen:
-                raise PydanticCustomError(
-                    "duplicate",
-                    "source name '{name}' is used twice",
-                    {"name": source.name, "at": f"{index}.name"},
-                )
-            seen.add(source.name)
+        ensure_unique(value, "source name")
         return value

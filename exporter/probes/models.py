@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 
-from exporter.models import CollectorConfig
+from exporter.models import CollectorConfig, ensure_unique
 from exporter.probes.api import ProbeConfig
 from exporter.probes.dns import DnsProbeConfig
 from exporter.probes.http import HttpProbeConfig
@@ -38,15 +37,7 @@ TYPE_MODULES = {
 
 
 def unique_names(probes: list[Any]) -> list[Any]:
-    seen: set[str] = set()
-    for index, probe in enumerate(probes):
-        if probe.name in seen:
-            raise PydanticCustomError(
-                "duplicate",
-                "probe name '{name}' is used twice",
-                {"name": probe.name, "at": f"{index}.name"},
-            )
-        seen.add(probe.name)
+    ensure_unique(probes, "probe name")
     return probes
 
 

@@ -15,7 +15,6 @@ series, instead of the collector's bare timeout.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -25,15 +24,14 @@ from pydantic_core import PydanticCustomError
 
 from exporter.probes import pgwire
 from exporter.probes.api import FamilySpec, Port, ProbeConfig, Result, Sample
+from exporter.probes.connect import CONNECT_REASONS, Failed, open_stream
 from exporter.probes.pgscram import MECHANISM, ScramClient, ScramError, salted_password
 from exporter.probes.pgwire import ProtocolError, Readiness, ServerError
 from exporter.threads import BlockingCalls, StillBlocked
 
 TYPE = "postgres"
 REASONS = (
-    "timeout",
-    "refused",
-    "dns",
+    *CONNECT_REASONS,
     "rejecting",
     "too_many_connections",
     "protocol",
@@ -117,12 +115,6 @@ def inner_budget(timeout: float) -> float:
     return timeout - min(0.5, timeout * 0.1)
 
 
-class _Failed(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 @dataclass
 class _Attempt:
     """What one check has learnt so far; a failure still reports all of it."""
@@ -183,7 +175,7 @@ class PostgresCheck:
             # leave "connection reset" in the server's log); not awaited: the check is done.
             writer.close()
             writer = None
-        except (_Failed, ProtocolError, ScramError, asyncio.IncompleteReadError, OSError) as exc:
+        except (Failed, ProtocolError, ScramError, asyncio.IncompleteReadError, OSError) as exc:
             # OSError covers TimeoutError (our deadline) and a peer gone mid-conversation.
             reason, message = _why(exc, attempt.step, budget)
             return Result(False, reason, self._scrub(message), self._samples(attempt))
@@ -194,24 +186,8 @@ class PostgresCheck:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         host, port = self.config.host, self.config.port
-        if host.startswith("/"):
-            target = f"{host}/.s.PGSQL.{port}"
-            opening = asyncio.open_unix_connection(target)
-        else:
-            target = f"{host}:{port}"
-            opening = asyncio.open_connection(host, port)
-        try:
-            return await opening
-        except socket.gaierror as exc:
-            raise _Failed("dns", f"cannot resolve {host}: {exc.strerror}") from None
-        except TimeoutError:  # the kernel's connect timeout (ETIMEDOUT), not our deadline
-            raise _Failed("timeout", f"{target}: connection timed out") from None
-        except ConnectionRefusedError:
-            raise _Failed("refused", f"{target}: connection refused") from None
-        except FileNotFoundError:
-            raise _Failed("refused", f"{target}: no such socket") from None
-        except OSError as exc:
-            raise _Failed("refused", f"{target}: {exc.strerror or exc}") from None
+        unix_path = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
+        return await open_stream(host, port, unix_path)
 
     async def _converse(self, wire: _Wire, attempt: _Attempt) -> None:
         user = self.user or PLACEHOLDER_USER
@@ -223,7 +199,7 @@ class PostgresCheck:
         kind, body = await wire.receive_skipping(pgwire.NOTICE_RESPONSE, pgwire.NEGOTIATE_VERSION)
         attempt.readiness, error = pgwire.classify_first(kind, body)
         if attempt.readiness is Readiness.REJECTING:
-            raise _Failed("rejecting", _server_said(error))
+            raise Failed("rejecting", _server_said(error))
         if error is not None and (self.user or error.code == pgwire.TOO_MANY_CONNECTIONS):
             # Readiness alone: a full server still accepts (pg_isready says so) but no
             # client gets in, which is the failure that matters.
@@ -250,7 +226,7 @@ class PostgresCheck:
             attempt.step = f"authenticating ({request.method})"
             if request.code == pgwire.AUTH_OK:
                 if scram is not None and not scram.verified:
-                    raise _Failed("auth", "the server skipped SCRAM's proof of the password")
+                    raise Failed("auth", "the server skipped SCRAM's proof of the password")
                 return
             scram = await self._answer(wire, request, scram)
             kind, body = await wire.receive_skipping(pgwire.NOTICE_RESPONSE)
@@ -274,7 +250,7 @@ class PostgresCheck:
             offered = pgwire.sasl_mechanisms(request.data)
             if MECHANISM not in offered:
                 names = ", ".join(offered) or "nothing"
-                raise _Failed("auth", f"the server offers {names}; only {MECHANISM} is known")
+                raise Failed("auth", f"the server offers {names}; only {MECHANISM} is known")
             scram = ScramClient(self._needed(request))
             await wire.send(pgwire.sasl_initial_response(MECHANISM, scram.first_message()))
         elif request.code == pgwire.AUTH_SASL_CONTINUE and scram is not None:
@@ -286,14 +262,14 @@ class PostgresCheck:
         elif request.code in pgwire.SASL_CODES:
             raise ProtocolError(f"SCRAM step {request.code} out of order")
         elif request.code in pgwire.AUTH_NAMES:
-            raise _Failed("auth", f"unsupported authentication method {request.method}")
+            raise Failed("auth", f"unsupported authentication method {request.method}")
         else:
             raise ProtocolError(f"unknown authentication request {request.code}")
         return scram
 
     def _needed(self, request: pgwire.AuthRequest) -> str:
         if self._password is None:
-            raise _Failed("auth", f"the server asks for a password ({request.method}); none set")
+            raise Failed("auth", f"the server asks for a password ({request.method}); none set")
         return self._password
 
     async def _salted_password(self, salt: bytes, iterations: int) -> bytes:
@@ -310,7 +286,7 @@ class PostgresCheck:
                 iterations,
             )
         except StillBlocked:
-            raise _Failed("timeout", "the previous SCRAM key derivation is still running") from None
+            raise Failed("timeout", "the previous SCRAM key derivation is still running") from None
         self._salted = (salt, iterations, salted)
         return salted
 
@@ -342,13 +318,13 @@ class PostgresCheck:
             elif kind == pgwire.ERROR_RESPONSE:
                 error = pgwire.parse_error(body)
                 if error.severity in ("FATAL", "PANIC"):  # the server hangs up after these
-                    raise _Failed("query", _server_said(error))
+                    raise Failed("query", _server_said(error))
             elif kind == pgwire.READY_FOR_QUERY:
                 break
             elif kind not in _QUERY_NOISE:
                 raise ProtocolError(f"unexpected message {pgwire.printable(kind)}")
         if error is not None:
-            raise _Failed("query", _server_said(error))
+            raise Failed("query", _server_said(error))
         return rows
 
     @staticmethod
@@ -401,7 +377,7 @@ _QUERY_NOISE = frozenset(
 
 def _why(exc: Exception, step: str, budget: float) -> tuple[str, str]:
     """The reason and one-line message for what ended a check early."""
-    if isinstance(exc, _Failed):
+    if isinstance(exc, Failed):
         return exc.reason, str(exc)
     if isinstance(exc, TimeoutError):
         return "timeout", f"{step}: no answer within {budget:g}s"
@@ -414,8 +390,8 @@ def _why(exc: Exception, step: str, budget: float) -> tuple[str, str]:
     return "protocol", f"{step}: {exc}"
 
 
-def _refused(error: ServerError) -> _Failed:
-    return _Failed(pgwire.login_failure(error), f"login refused: {error.line()}")
+def _refused(error: ServerError) -> Failed:
+    return Failed(pgwire.login_failure(error), f"login refused: {error.line()}")
 
 
 def _server_said(error: ServerError | None) -> str:

@@ -13,7 +13,6 @@ accepts and never answers still yields a Result naming the step it hung in.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from typing import Literal
@@ -23,11 +22,12 @@ from pydantic_core import PydanticCustomError
 
 from exporter.probes import resp
 from exporter.probes.api import FamilySpec, Port, ProbeConfig, Result, Sample
+from exporter.probes.connect import CONNECT_REASONS, Failed, open_stream
 from exporter.probes.resp import ErrorReply, ProtocolError, Reply
 from exporter.threads import BlockingCalls
 
 TYPE = "redis"
-REASONS = ("timeout", "refused", "dns", "auth", "protocol", "loading")
+REASONS = (*CONNECT_REASONS, "auth", "protocol", "loading")
 
 PING = FamilySpec("botwatch_redis_ping_seconds", "How long PING took to answer.")
 UPTIME = FamilySpec(
@@ -149,12 +149,6 @@ def _label(value: str) -> str:
     return value[:MAX_LABEL_CHARS]
 
 
-class _Failed(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 class _Replies:
     """Replies from a stream, read in chunks within the check's byte budget."""
 
@@ -210,7 +204,7 @@ class RedisCheck:
                 samples += info_samples(self.config.name, resp.parse_info(info))
             writer.close()  # a FIN, not awaited: the check is done (QUIT would only wait)
             writer = None
-        except (_Failed, ProtocolError, asyncio.IncompleteReadError, OSError) as exc:
+        except (Failed, ProtocolError, asyncio.IncompleteReadError, OSError) as exc:
             # OSError covers TimeoutError (our deadline) and a peer gone mid-conversation.
             reason, message = _why(exc, step, budget)
             return Result(False, reason, self._scrub(message), samples)
@@ -220,25 +214,14 @@ class RedisCheck:
         return Result(True, samples=samples)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        host, port = self.config.host, self.config.port
-        target = f"{host}:{port}"
-        try:
-            return await asyncio.open_connection(host, port)
-        except socket.gaierror as exc:
-            raise _Failed("dns", f"cannot resolve {host}: {exc.strerror}") from None
-        except TimeoutError:  # the kernel's connect timeout (ETIMEDOUT), not our deadline
-            raise _Failed("timeout", f"{target}: connection timed out") from None
-        except ConnectionRefusedError:
-            raise _Failed("refused", f"{target}: connection refused") from None
-        except OSError as exc:
-            raise _Failed("refused", f"{target}: {exc.strerror or exc}") from None
+        return await open_stream(self.config.host, self.config.port)
 
     async def _auth(self, replies: _Replies) -> None:
         user = [self.config.username] if self.config.username else []
         reply = await replies.ask("AUTH", *user, self._password or "")
         if isinstance(reply, ErrorReply):
             # Whatever the kind (WRONGPASS, ERR no password set...): the login failed.
-            raise _Failed("auth", f"AUTH: {reply.message}")
+            raise Failed("auth", f"AUTH: {reply.message}")
         _expect(reply, "OK", "AUTH")
 
     def _scrub(self, text: str) -> str:
@@ -252,23 +235,23 @@ class RedisCheck:
 
 def _expect(reply: Reply, wanted: str, command: str) -> None:
     if isinstance(reply, ErrorReply):
-        raise _Failed(resp.error_reason(reply), f"{command}: {reply.message}")
+        raise Failed(resp.error_reason(reply), f"{command}: {reply.message}")
     if reply != wanted:
         shown = resp.printable(reply) if isinstance(reply, bytes) else repr(reply)[:40]
-        raise _Failed("protocol", f"{command} answered {shown}, not {wanted}")
+        raise Failed("protocol", f"{command} answered {shown}, not {wanted}")
 
 
 def _bulk(reply: Reply, command: str) -> str:
     if isinstance(reply, ErrorReply):
-        raise _Failed(resp.error_reason(reply), f"{command}: {reply.message}")
+        raise Failed(resp.error_reason(reply), f"{command}: {reply.message}")
     if not isinstance(reply, bytes):
-        raise _Failed("protocol", f"{command} answered {repr(reply)[:40]}, not a bulk string")
+        raise Failed("protocol", f"{command} answered {repr(reply)[:40]}, not a bulk string")
     return reply.decode("utf-8", "replace")
 
 
 def _why(exc: Exception, step: str, budget: float) -> tuple[str, str]:
     """The reason and one-line message for what ended a check early."""
-    if isinstance(exc, _Failed):
+    if isinstance(exc, Failed):
         return exc.reason, str(exc)
     if isinstance(exc, TimeoutError):
         return "timeout", f"{step}: no answer within {budget:g}s"

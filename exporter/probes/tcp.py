@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 from typing import Literal
 
 from exporter.probes.api import FamilySpec, Port, ProbeConfig, Result
+from exporter.probes.connect import CONNECT_REASONS, Failed, open_stream
 from exporter.threads import BlockingCalls
 
 TYPE = "tcp"
-REASONS = ("timeout", "refused", "dns", "unreachable")
+REASONS = CONNECT_REASONS
 FAMILIES: tuple[FamilySpec, ...] = ()
 
 
@@ -26,16 +25,10 @@ class TcpCheck:
         self.config = config
 
     async def check(self) -> Result:
-        host, port = self.config.host, self.config.port
         try:
-            _, writer = await asyncio.open_connection(host, port)
-        except socket.gaierror as exc:
-            return Result(False, "dns", f"cannot resolve {host}: {exc.strerror}")
-        except ConnectionRefusedError:
-            return Result(False, "refused", f"{host}:{port}: connection refused")
-        except OSError as exc:
-            reason = "refused" if exc.errno == errno.ECONNREFUSED else "unreachable"
-            return Result(False, reason, f"{host}:{port}: {exc.strerror or exc}")
+            _, writer = await open_stream(self.config.host, self.config.port)
+        except Failed as exc:
+            return Result(False, exc.reason, str(exc))
         writer.close()
         # The peer may be gone already: the connection was made, which is the check.
         await asyncio.gather(writer.wait_closed(), return_exceptions=True)

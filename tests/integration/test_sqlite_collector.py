@@ -32,6 +32,9 @@ pytestmark = pytest.mark.integration
 # Three keys occur more than once (a, c and NULL, as the runbook's GROUP BY shows them).
 KEYS = ["a", "a", "a", "b", "c", "c", None, None, "d"]
 
+# Reads while the writer runs are paced, not waiting for anything: a window of real load.
+READ_PACE = 0.01
+
 
 def value(families: list[Metric], name: str, **labels: str) -> float | None:
     for family in families:
@@ -135,7 +138,7 @@ async def test_a_live_wal_database_is_measured_without_blocking_its_writer(
         assert value(families, "botwatch_sqlite_integrity_ok", db="alphaengine") in (None, 1)
         checks.add(value(families, "botwatch_sqlite_integrity_check_timestamp_seconds") or 0)
         assert set(errors(families, "alphaengine").values()) == {0}
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(READ_PACE)
     report = writer.stop()
     assert watch.stop() == {db.name, f"{db.name}-wal", f"{db.name}-shm"}
     # The writer never failed and never waited for botwatch beyond the busy timeout (in WAL
