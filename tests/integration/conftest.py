@@ -92,6 +92,22 @@ class Daemon:
         return self.proc.returncode
 
 
+def daemon_config(tmp_path: Path, **sections: Any) -> Path:
+    """A config file for the daemon: an ephemeral port on 127.0.0.1, a state_dir in tmp_path,
+    the host collector off, and `sections` (YAML-ready values) on top."""
+    import yaml
+
+    doc: dict[str, Any] = {
+        "web": {"listen_address": "127.0.0.1:0"},
+        "state_dir": str(tmp_path / "state"),
+        "collectors": {"host": {"enabled": False}},
+        **sections,
+    }
+    path = tmp_path / "botwatch.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def daemon() -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []

@@ -24,7 +24,7 @@ from exporter.probes.collector import ProbesCollector
 from exporter.probes.models import ProbesConfig
 from exporter.probes.postgres import PostgresCheck, PostgresProbeConfig
 from exporter.threads import BlockingCalls
-from tests.integration.conftest import Daemon
+from tests.integration.conftest import Daemon, daemon_config
 from tests.servers import (
     PG_ADMIN,
     PG_BIN,
@@ -390,15 +390,8 @@ def test_through_the_daemon(
         if "password" in entry:
             env = "BW_TEST_PG_PASSWORD" if entry["name"] == "login" else "BW_TEST_PG_WRONG"
             entry["password"] = "${" + env + "}"
-        fields = ", ".join(f"{k}: '{v}'" for k, v in entry.items())
-        entries.append(f"  - {{{fields}, interval: 1s, timeout: 900ms}}\n")
-    path = tmp_path / "botwatch.yml"
-    path.write_text(
-        "web: {listen_address: '127.0.0.1:0'}\n"
-        f"state_dir: {tmp_path / 'state'}\n"
-        "probes:\n" + "".join(entries)
-    )
-    d = daemon(path)
+        entries.append({**entry, "interval": "1s", "timeout": "900ms"})
+    d = daemon(daemon_config(tmp_path, probes=entries))
     wait_for(
         lambda: all(
             d.sample("botwatch_probe_success", probe=n) is not None

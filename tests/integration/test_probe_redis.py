@@ -19,7 +19,7 @@ from exporter.probes.collector import ProbesCollector
 from exporter.probes.models import ProbesConfig
 from exporter.probes.redis import RedisCheck, RedisProbeConfig
 from exporter.threads import BlockingCalls
-from tests.integration.conftest import Daemon
+from tests.integration.conftest import Daemon, daemon_config
 from tests.servers import RedisServer, answering, endless, free_port, raw_server, silent
 from tests.streams import running
 from tests.support import eventually, promtool_lint, wait_for
@@ -355,15 +355,8 @@ def test_through_the_daemon(
         if "password" in entry:
             env = "BW_TEST_REDIS_PASSWORD" if entry["name"] == "locked" else "BW_TEST_REDIS_WRONG"
             entry["password"] = "${" + env + "}"
-        fields = ", ".join(f"{k}: '{v}'" for k, v in entry.items())
-        entries.append(f"  - {{{fields}, interval: 1s, timeout: 900ms}}\n")
-    path = tmp_path / "botwatch.yml"
-    path.write_text(
-        "web: {listen_address: '127.0.0.1:0'}\n"
-        f"state_dir: {tmp_path / 'state'}\n"
-        "probes:\n" + "".join(entries)
-    )
-    d = daemon(path)
+        entries.append({**entry, "interval": "1s", "timeout": "900ms"})
+    d = daemon(daemon_config(tmp_path, probes=entries))
     wait_for(
         lambda: all(
             d.sample("botwatch_probe_success", probe=n) is not None
