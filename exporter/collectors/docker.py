@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -265,7 +265,7 @@ class DockerCollector:
         self._dirty.set()
         self._changed()
 
-    def _infer_ooms(self, readings: Any) -> None:
+    def _infer_ooms(self, readings: Iterable[ContainerReading]) -> None:
         assert self.ledger is not None
         for r in readings:
             state = r.inspect.get("State") or {}
