@@ -562,7 +562,8 @@ async def test_through_the_daemon(
     monkeypatch.setenv("BOTWATCH_TEST_WS_KEY", api_key)
     async with feed_server() as feed:
         config = tmp_path / "botwatch.yml"
-        config.write_text(DAEMON_CONFIG.replace("URL", feed.url(f"/ws/{listen_key}")))
+        state = f"state_dir: {tmp_path / 'state'}\n"
+        config.write_text(state + DAEMON_CONFIG.replace("URL", feed.url(f"/ws/{listen_key}")))
         d = await asyncio.to_thread(daemon, config)
 
         async def scraped(name: str, wanted: float, **labels: str) -> bool:
