@@ -53,6 +53,8 @@ CHECKPOINT_INTERVAL = 1.0
 # The kernel log moving on without a kill (other subsystems' records) is saved seldom: a
 # checkpoint only has to keep counts and position in step, and a kill saves both at once.
 POSITION_SAVE_INTERVAL = 60.0
+# How long a first round waits for the kernel log to be opened (or found unreadable).
+KERNEL_LOG_WAIT = 2.0
 # systemd services, and containers: docker, podman, containerd (kubernetes) and CRI-O scopes
 # (systemd cgroup driver), docker's and podman's directories (cgroupfs driver).
 DEFAULT_INCLUDE = (
@@ -104,6 +106,9 @@ class OomCollector:
         self._dirty = False  # counts changed: save within CHECKPOINT_INTERVAL
         self._moved = False  # only the kernel log position moved
         self._saving = asyncio.Lock()
+        # Set once the kernel log was opened or found unreadable: the first publish (and
+        # `once`) then says which, rather than "not read" for a log about to be opened.
+        self._kernel_known = asyncio.Event()
 
     # The Stream protocol -------------------------------------------------------------
 
@@ -120,6 +125,10 @@ class OomCollector:
         try:
             while True:
                 await self._scan()
+                if self.config.kernel_log and not self._kernel_known.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(KERNEL_LOG_WAIT, self.config.timeout)):
+                            await self._kernel_known.wait()
                 self._changed = changed
                 changed()
                 await asyncio.sleep(self.config.interval)
@@ -220,6 +229,7 @@ class OomCollector:
         if reader != self._reader:
             return
         self.kernel_up = True
+        self._kernel_known.set()
         if self._kernel_failure is not None:
             self.log.info("kernel log readable again", path=str(self.config.kmsg))
             self._kernel_failure = None
@@ -227,6 +237,7 @@ class OomCollector:
 
     def _unavailable(self, error: str) -> None:
         self.kernel_up = False
+        self._kernel_known.set()
         # Not the collector's failure: the cgroups are still counted. Logged once a streak.
         if self._kernel_failure is None:
             self.log.warning(
