@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scrape_latency.py
 	$(BIN)/python bench/log_throughput.py
 	$(BIN)/python bench/docker_events.py
+	$(BIN)/python bench/snmp_walk.py
 
 update-golden: $(STAMP)
 	BOTWATCH_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_host_golden.py

@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "exporter.collectors.sqlite",
     "exporter.collectors.files",
     "exporter.collectors.process",
+    "exporter.collectors.snmp",
     "exporter.logs.collector",
     "exporter.probes.collector",
 )

@@ -20,16 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.metrics_core import Metric
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from exporter import families
+from exporter.families import Kind
 from exporter.models import CollectorConfig
-
-Kind = Literal["gauge", "counter", "info"]
 
 
 @dataclass(frozen=True)
@@ -93,40 +91,14 @@ class Watch(Protocol):
     def samples(self) -> Iterable[Sample]: ...
 
 
-class FamilySet:
-    """Samples of many probes gathered into one family per name, in a stable order."""
-
-    def __init__(self) -> None:
-        self._families: dict[str, tuple[FamilySpec, Metric]] = {}
-
-    def declare(self, spec: FamilySpec) -> None:
-        """A family that is served even while it has no samples (HELP and TYPE stay put)."""
-        if spec.name not in self._families:
-            self._families[spec.name] = (spec, _new(spec))
+class FamilySet(families.FamilySet):
+    """Probe samples gathered into one family per name."""
 
     def add(self, sample: Sample) -> None:
         spec = sample.family
-        self.declare(spec)
-        known, family = self._families[spec.name]
-        if known.labels != spec.labels or known.kind != spec.kind:
-            raise ValueError(f"{spec.name}: declared twice with different labels or kind")
-        values = [str(sample.labels.get(label, "")) for label in spec.labels]
-        if isinstance(family, InfoMetricFamily):
-            family.add_metric(values, {})
-        else:
-            family.add_metric(values, sample.value)  # type: ignore[attr-defined]
-
-    def families(self) -> list[Metric]:
-        return [family for _, (_, family) in sorted(self._families.items())]
-
-
-def _new(spec: FamilySpec) -> Metric:
-    labels = list(spec.labels)
-    if spec.kind == "counter":
-        return CounterMetricFamily(spec.name, spec.help, labels=labels)
-    if spec.kind == "info":
-        return InfoMetricFamily(spec.name, spec.help, labels=labels)
-    return GaugeMetricFamily(spec.name, spec.help, labels=labels)
+        self.add_values(
+            spec, [str(sample.labels.get(label, "")) for label in spec.labels], sample.value
+        )
 
 
 # Config ------------------------------------------------------------------------------------
