@@ -48,6 +48,7 @@ class App:
         self.log_overrides = log_overrides
         self.secrets = set(loaded.secret_values)
         self.store = Store(Redactor(self.secrets))
+        self._apply_runbooks()
         self.running: dict[str, Running] = {}
         # Two SIGHUPs in quick succession must not start one collector twice.
         self._reloading = asyncio.Lock()
@@ -63,6 +64,11 @@ class App:
 
     def _enabled(self, config: Config) -> dict[str, CollectorConfig]:
         return {n: c for n, c in config.collector_configs().items() if c.wanted()}
+
+    def _apply_runbooks(self) -> None:
+        """The configured runbook links, for botwatch_alert_runbook_info and the landing page."""
+        runbooks = self.config.runbooks
+        self.store.set_runbooks(runbooks.bases, runbooks.grafana_url)
 
     async def collect_once(self) -> bool:
         """`once`: every enabled collector one time, concurrently; True if all succeeded."""
@@ -176,6 +182,7 @@ class App:
         self.secrets |= loaded.secret_values
         self.store.redact = Redactor(self.secrets)
         self.loaded = loaded
+        self._apply_runbooks()
         self.configure_logging()
         await self.apply(loaded.config)
         self.store.set_reload(True)

@@ -1,4 +1,4 @@
-"""botwatch-exporter [run] | check-config FILE | once | --version."""
+"""botwatch-exporter [run] | check-config FILE | once | render | lint-runbooks | --version."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -18,6 +19,10 @@ from exporter.app import App
 from exporter.config import load_config
 from exporter.fields import split_listen_address
 from exporter.render import TEXT, assemble
+from exporter.runbooks.catalog import GROUPS, PLACEHOLDER_GRAFANA, load_catalog, render_rules
+from exporter.runbooks.dashboards import render_dashboards
+from exporter.runbooks.info import check_base, check_url, resolve_bases
+from exporter.runbooks.lint import lint
 from exporter.web import Exposition, make_app
 from exporter.yamlsource import ConfigError
 
@@ -25,7 +30,10 @@ EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
 # SIGTERM must end the process within 2 s even if a collector ignores cancellation.
 SHUTDOWN_DEADLINE = 1.8
-COMMANDS = ("run", "check-config", "once")
+# Where `render` writes, under --out (the repository root when run from there).
+RULES_DIR = "alerts"
+DASHBOARDS_DIR = "grafana/dashboards"
+COMMANDS = ("run", "check-config", "once", "render", "lint-runbooks")
 
 log = structlog.get_logger("exporter.cli")
 
@@ -65,7 +73,165 @@ def _parser() -> argparse.ArgumentParser:
         "once", parents=[common], help="run every enabled collector once and print the exposition"
     )
     once.add_argument("--config.file", dest="config_file", type=Path)
+    render = sub.add_parser(
+        "render",
+        help="write alerts/*.rules.yml and grafana/dashboards/*.json from the runbook catalog",
+        description="Write the Prometheus rule files and Grafana dashboards from the runbook "
+        "catalog. Without flags it reproduces the committed files (placeholder links).",
+    )
+    render.add_argument(
+        "--runbook-base",
+        dest="bases",
+        action="append",
+        default=[],
+        metavar="DOC=URL",
+        help=f"where a runbook document is published ({', '.join(GROUPS)}); repeatable",
+    )
+    render.add_argument(
+        "--grafana-url",
+        default=PLACEHOLDER_GRAFANA,
+        metavar="URL",
+        help="Grafana's address, for each rule's dashboard_url (default: a placeholder)",
+    )
+    render.add_argument(
+        "--out", type=Path, default=Path(), metavar="DIR", help="default: the current directory"
+    )
+    render.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if a file under DIR differs from a fresh render or is stale",
+    )
+    lint = sub.add_parser(
+        "lint-runbooks",
+        help="check every alert's runbook section against the runbook documents",
+        description="Fail when an alert points at a heading its runbook does not have; warn "
+        "about runbook sections no alert covers and in-document links to missing headings.",
+    )
+    lint.add_argument(
+        "--runbook",
+        dest="runbooks",
+        action="append",
+        default=[],
+        metavar="DOC=PATH",
+        help=f"a runbook's Markdown ({', '.join(GROUPS)}); repeatable; others are skipped",
+    )
+    lint.add_argument(
+        "--strict",
+        action="store_true",
+        help="uncovered sections and broken in-document links fail too",
+    )
     return parser
+
+
+def _pairs(
+    values: list[str], flag: str, check: Callable[[str], str] | None = None
+) -> dict[str, str]:
+    """Repeated DOC=VALUE flags; raises ValueError naming the flag and the value."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        doc, sep, rest = value.partition("=")
+        if not sep or not rest:
+            raise ValueError(f"{flag} {value}: expected DOC=VALUE")
+        if doc not in GROUPS:
+            known = ", ".join(GROUPS)
+            raise ValueError(f"{flag} {value}: unknown runbook {doc!r} (known: {known})")
+        if doc in pairs:
+            raise ValueError(f"{flag} {value}: {doc} is given twice")
+        try:
+            pairs[doc] = check(rest) if check is not None else rest
+        except ValueError as exc:
+            raise ValueError(f"{flag} {value}: {exc}") from None
+    return pairs
+
+
+def rendered_files(bases: dict[str, str], grafana: str) -> dict[str, str]:
+    """What `render` writes: {path under the output directory: text}."""
+    catalog = load_catalog()
+    files = {f"{RULES_DIR}/{n}": t for n, t in render_rules(catalog, bases, grafana).items()}
+    for name, text in render_dashboards(catalog, bases).items():
+        files[f"{DASHBOARDS_DIR}/{name}"] = text
+    return files
+
+
+def _stale(out: Path, files: dict[str, str]) -> list[str]:
+    """Files under `out` that look generated but that a fresh render does not write."""
+    present = [*out.glob(f"{RULES_DIR}/*.rules.yml"), *out.glob(f"{DASHBOARDS_DIR}/*.json")]
+    names = (p.relative_to(out).as_posix() for p in present)
+    return sorted(name for name in names if name not in files)
+
+
+def render_differences(out: Path, files: dict[str, str]) -> list[str]:
+    """One line per file under `out` that is not what a fresh render writes."""
+    lines = []
+    for name, text in files.items():
+        path = out / name
+        if not path.exists():
+            lines.append(f"{name}: missing (a fresh render writes it)")
+        elif path.read_text(encoding="utf-8") != text:
+            lines.append(f"{name}: differs from a fresh render")
+    lines += [f"{name}: stale (a fresh render does not write it)" for name in _stale(out, files)]
+    return lines
+
+
+def _render(args: argparse.Namespace) -> int:
+    try:
+        bases = resolve_bases(_pairs(args.bases, "--runbook-base", check_base))
+        try:
+            grafana = check_url(args.grafana_url)
+        except ValueError as exc:
+            raise ValueError(f"--grafana-url {args.grafana_url}: {exc}") from None
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    files = rendered_files(bases, grafana)
+    out: Path = args.out
+    if args.check:
+        differences = render_differences(out, files)
+        for line in differences:
+            print(line)
+        if differences:
+            print("render --check: run `botwatch-exporter render` and commit the result")
+            return EXIT_RUNTIME
+        print(f"render --check: {len(files)} files up to date")
+        return 0
+    try:
+        for name, text in files.items():
+            path = out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    except OSError as exc:
+        print(f"render: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_RUNTIME
+    for name in _stale(out, files):
+        print(f"stale: {out / name} is not written by this render (remove it if it is obsolete)")
+    return 0
+
+
+def _lint_runbooks(args: argparse.Namespace) -> int:
+    documents = {}
+    try:
+        for doc, path in _pairs(args.runbooks, "--runbook").items():
+            try:
+                documents[doc] = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"--runbook {doc}={path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"--runbook {doc}={path}: not UTF-8 text") from None
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    report = lint(documents, load_catalog(), strict=args.strict)
+    for line in report.lines():
+        print(line)
+    return EXIT_RUNTIME if report.failures else 0
+
+
+# Commands that neither load a config nor start collectors.
+OFFLINE: dict[str, Callable[[argparse.Namespace], int]] = {
+    "render": _render,
+    "lint-runbooks": _lint_runbooks,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         args_list.insert(0, "run")
     args = _parser().parse_args(args_list)
+    if args.command in OFFLINE:
+        return OFFLINE[args.command](args)
     path = getattr(args, "config_file", None) or getattr(args, "file", None)
     try:
         loaded = load_config(path)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ValidationError, create_model, field_validator
+from pydantic import AfterValidator, BaseModel, ValidationError, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from exporter.configerrors import format_validation_error
 from exporter.fields import Duration, ListenAddress
@@ -15,6 +16,8 @@ from exporter.logs.models import LogsConfig
 from exporter.models import CollectorConfig, Strict
 from exporter.probes.models import AnyProbe, ProbesConfig, unique_names
 from exporter.registry import specs
+from exporter.runbooks.catalog import GROUPS, PLACEHOLDER_BASES, PLACEHOLDER_GRAFANA
+from exporter.runbooks.info import check_base, check_url
 from exporter.yamlsource import ConfigError, Source, load_source
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -30,6 +33,37 @@ class WebConfig(Strict):
 class LogConfig(Strict):
     level: LogLevel = "info"
     format: LogFormat | None = None  # None: json when stdout is not a terminal
+
+
+def _valid(check: Callable[[str], str]) -> AfterValidator:
+    def validate(value: str) -> str:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise PydanticCustomError("url", str(exc)) from None
+
+    return AfterValidator(validate)
+
+
+class RunbooksConfig(Strict):
+    """Where the runbook links of botwatch_alert_runbook_info and the landing page point:
+    each document's URL (the section's anchor is appended) and Grafana's, for the panels."""
+
+    bases: dict[str, Annotated[str, _valid(check_base)]] = dict(PLACEHOLDER_BASES)
+    grafana_url: Annotated[str, _valid(check_url)] = PLACEHOLDER_GRAFANA
+
+    @field_validator("bases")
+    @classmethod
+    def _known(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name not in GROUPS:
+                raise PydanticCustomError(
+                    "runbook",
+                    "unknown runbook (known: {known})",
+                    {"known": ", ".join(GROUPS), "at": name},
+                )
+        # A document left out keeps its placeholder, so a partial map is still a full one.
+        return {**PLACEHOLDER_BASES, **value}
 
 
 def _collectors_model() -> type[BaseModel]:
@@ -50,6 +84,7 @@ class Config(Strict):
     collectors: CollectorsConfig = CollectorsConfig()  # type: ignore[valid-type]
     probes: list[AnyProbe] = []
     logs: LogsConfig = LogsConfig()
+    runbooks: RunbooksConfig = RunbooksConfig()
 
     @field_validator("probes")
     @classmethod

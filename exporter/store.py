@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -17,6 +17,8 @@ from exporter import __version__
 from exporter.logs.rules import available_engine
 from exporter.redact import Redactor
 from exporter.render import EMPTY, Chunk
+from exporter.runbooks.catalog import PLACEHOLDER_BASES, PLACEHOLDER_GRAFANA, load_catalog
+from exporter.runbooks.info import INFO_METRIC, runbook_info
 
 OWN_METRICS = frozenset(
     {
@@ -27,6 +29,7 @@ OWN_METRICS = frozenset(
         "botwatch_build_info",
         "botwatch_config_last_reload_successful",
         "botwatch_config_last_reload_success_timestamp_seconds",
+        INFO_METRIC,
     }
 )
 
@@ -52,6 +55,10 @@ class Store:
         self.version = 0
         self.reload_ok = True
         self.reload_time = time.time()
+        self.runbook_bases: dict[str, str] = dict(PLACEHOLDER_BASES)
+        self.grafana_url = PLACEHOLDER_GRAFANA
+        # One gauge per catalog alert; rebuilt only when the configured links change.
+        self._runbook_info = runbook_info(load_catalog(), self.runbook_bases)
 
     def _changed(self) -> None:
         self.version += 1
@@ -112,6 +119,15 @@ class Store:
             self.reload_time = time.time()
         self._changed()
 
+    def set_runbooks(self, bases: Mapping[str, str], grafana_url: str) -> None:
+        """The configured runbook links (`runbooks:`), for the info metric and the landing page."""
+        if dict(bases) == self.runbook_bases and grafana_url == self.grafana_url:
+            return
+        self.runbook_bases = dict(bases)
+        self.grafana_url = grafana_url
+        self._runbook_info = runbook_info(load_catalog(), self.runbook_bases)
+        self._changed()
+
     @property
     def ready(self) -> bool:
         return all(s.finished_first_round for s in self.states.values())
@@ -167,4 +183,7 @@ class Store:
             "When the config was last loaded successfully, Unix time.",
             value=self.reload_time,
         )
-        return [up, duration, errors, last, build, reload_ok, reload_time]
+        own = [up, duration, errors, last, build, reload_ok, reload_time]
+        # The catalog (a series per alert) belongs to the full scrape; a collect[] scrape asks
+        # for particular collectors, and several such jobs would each repeat it.
+        return own if names is not None else [*own, self._runbook_info]

@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import html
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from prometheus_client.metrics_core import Metric
 from exporter import __version__
 from exporter.registry import specs
 from exporter.render import CONTENT_TYPES, Chunk, assemble, negotiate
+from exporter.runbooks.catalog import load_catalog
+from exporter.runbooks.info import MapRow, runbook_map, sample_names
 from exporter.store import Store
 from exporter.threads import BlockingCalls
 
@@ -115,6 +118,57 @@ def _when(timestamp: float | None, now: float) -> str:
     return f"{stamp} ({now - timestamp:.0f}s ago)"
 
 
+_MARK = {True: ("served", "✓ served"), False: ("missing", "✗ not served")}
+_COVERAGE = {
+    "live": "all served",
+    "partial": "partly served",
+    "none": "no data here",
+    "external": "Prometheus' own series",
+}
+
+
+def _map_row(row: MapRow) -> str:
+    e = html.escape
+    metrics = "".join(
+        f'<li class="{_MARK[ok][0]}" data-metric="{e(name)}"><code>{e(name)}</code> '
+        f'<span class="mark">{_MARK[ok][1]}</span></li>'
+        for name, ok in row.metrics
+    )
+    return (
+        f'<tr class="alert {row.coverage}" data-alert="{e(row.alert)}">'
+        f"<td>{e(row.alert)}<br><small>{e(row.stack)}</small></td>"
+        f'<td class="sev-{e(row.severity)}">{e(row.severity)}</td>'
+        f'<td><a class="runbook" href="{e(row.runbook_url)}">{e(row.section)}</a>'
+        f"<br><small>{e(row.doc)} · "
+        f'<a class="dashboard" href="{e(row.dashboard_url)}">dashboard</a></small></td>'
+        f'<td><ul class="metrics">{metrics}</ul></td>'
+        f'<td class="coverage">{_COVERAGE[row.coverage]}</td></tr>'
+    )
+
+
+def runbook_map_html(store: Store) -> str:
+    """Every alert, its runbook section and whether this botwatch serves what it reads."""
+    own = store.own_families()
+    served = sample_names([*(f for c in store.chunks() for f in c.families), *own])
+    rows = runbook_map(load_catalog(), store.runbook_bases, store.grafana_url, served)
+    if not rows:
+        return "<p>The alert catalog is empty.</p>"
+    counts = Counter(row.coverage for row in rows)
+    summary = (
+        f'<p id="runbook-summary">{len(rows)} alerts: {counts["live"]} with all their metrics '
+        f"served here, {counts['partial']} with some, {counts['none']} with none"
+        + (f", {counts['external']} on Prometheus' own series" if counts["external"] else "")
+        + ".</p>\n"
+    )
+    return (
+        summary
+        + '<table id="runbook-table"><tr><th>Alert</th><th>Severity</th><th>Runbook section</th>'
+        "<th>Metrics it reads</th><th>Live data here</th></tr>\n"
+        + "\n".join(_map_row(row) for row in rows)
+        + "\n</table>"
+    )
+
+
 def landing_page(store: Store) -> str:
     now = time.time()
     helps = specs()
@@ -138,13 +192,21 @@ def landing_page(store: Store) -> str:
 body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.4em .7em;text-align:left;
 vertical-align:top}} tr.down td{{background:#fde8e8}} tr.starting td{{background:#fff7e0}}
-small{{color:#666}}
+small{{color:#666}} ul.metrics{{margin:0;padding-left:1em}} li.served .mark{{color:#1a7f37}}
+li.missing .mark{{color:#b42318}} tr.alert.none td.coverage{{background:#fde8e8}}
+tr.alert.partial td.coverage{{background:#fff7e0}} tr.alert.live td.coverage{{background:#e6f4ea}}
+.sev-critical{{color:#b42318;font-weight:bold}}
 </style></head>
 <body><h1>botwatch {html.escape(__version__)}</h1>
 <p><a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> ·
-<a href="/-/ready">Readiness</a></p>
+<a href="/-/ready">Readiness</a> · <a href="#runbook-map">Runbook map</a></p>
 <table><tr><th>Collector</th><th>Kind</th><th>State</th><th>Last success</th><th>Errors</th>
 <th>Last error</th></tr>
 {"".join(rows)}
-</table></body></html>
+</table>
+<h2 id="runbook-map">Runbook map</h2>
+<p>Each alert, the runbook section it links to, and whether this botwatch serves the metrics
+its expression reads right now (a family with at least one sample).</p>
+{runbook_map_html(store)}
+</body></html>
 """
