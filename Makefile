@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench update-golden clean
+.PHONY: run test lint unit bench update-golden render lint-runbooks clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -38,6 +38,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/log_throughput.py
 	$(BIN)/python bench/docker_events.py
 	$(BIN)/python bench/snmp_walk.py
+
+## Write alerts/*.rules.yml and grafana/dashboards/*.json from the runbook catalog (placeholder links).
+render: $(STAMP)
+	$(BIN)/botwatch-exporter render
+
+## Check every alert's runbook link against the runbooks.
+lint-runbooks: $(STAMP)
+	$(BIN)/botwatch-exporter lint-runbooks --runbook trader-bot=tests/fixtures/runbooks/trader-bot.md \
+	  --runbook alphaengine=tests/fixtures/runbooks/alphaengine.md --runbook botwatch=docs/botwatch-runbook.md
 
 update-golden: $(STAMP)
 	BOTWATCH_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_host_golden.py
