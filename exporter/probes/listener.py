@@ -1,4 +1,4 @@
-"""`listener`: is a local TCP port listening, and which process holds it (psutil).
+"""`listener`: is a local TCP port listening, and which process holds it (from /proc).
 
 The runbooks' "Address already in use" (`lsof -i :3000`): the probe fails when nothing
 listens, or when `process` is set and someone else holds the port. Seeing other users'
@@ -7,10 +7,20 @@ processes needs root (or CAP_SYS_PTRACE); without it the owner is "" (unknown).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+from exporter.collectors.processfs import (
+    TCP_LISTEN,
+    parse_tcp_table,
+    process_name,
+    socket_inode,
+    split_cmdline,
+)
 from exporter.fields import Regex
 from exporter.probes.api import FamilySpec, Port, ProbeConfig, Result, Sample
 from exporter.threads import BlockingCalls
@@ -42,23 +52,40 @@ class Owner:
     cmdline: str
 
 
-def listeners(port: int) -> list[Owner]:
-    """The processes listening on `port` over TCP, IPv4 or IPv6 (blocking: /proc)."""
-    import psutil
-
-    owners = []
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
+def listeners(port: int, procfs: Path = Path("/proc")) -> list[Owner]:
+    """The processes listening on `port` over TCP, IPv4 or IPv6, in botwatch's own network
+    namespace (blocking: reads /proc). Read directly rather than through psutil, whose procfs
+    root is one setting for the whole process (the host collector moves it)."""
+    inodes: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            text = (procfs / "self" / "net" / table).read_text()
+            inodes |= {
+                s.inode
+                for s in parse_tcp_table(text)
+                if s.state == TCP_LISTEN and s.local_port == port and s.inode
+            }
+    if not inodes:
+        return []
+    owners: dict[int, Owner] = {}
+    for entry in procfs.iterdir():
+        if not entry.name.isdigit():
             continue
-        name = cmdline = ""
-        if conn.pid is not None:
-            try:
-                process = psutil.Process(conn.pid)
-                name, cmdline = process.name(), " ".join(process.cmdline())
-            except psutil.Error:
-                pass  # gone meanwhile, or not ours to see
-        owners.append(Owner(name, cmdline))
-    return owners
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to see
+            for fd in (entry / "fd").iterdir():
+                if socket_inode(os.readlink(fd)) in inodes:
+                    owners[int(entry.name)] = _owner(entry)
+                    break
+    if not owners:
+        # A socket nobody's fds show (another user's process, without root): it listens.
+        return [Owner("", "")]
+    return list(owners.values())
+
+
+def _owner(process: Path) -> Owner:
+    comm = (process / "comm").read_text().strip()
+    argv = split_cmdline((process / "cmdline").read_bytes())
+    return Owner(process_name(comm, argv), " ".join(argv))
 
 
 def owned_by(owners: list[Owner], wanted: re.Pattern[str]) -> bool:

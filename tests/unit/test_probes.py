@@ -249,3 +249,15 @@ def test_probes_are_off_without_targets_and_names_are_labels() -> None:
     assert one.collector_configs()["probes"].wanted()
     off = {"name": "a", "type": "tcp", "host": "h", "port": 1, "enabled": False}
     assert not Config.model_validate({"probes": [off]}).collector_configs()["probes"].wanted()
+
+
+def test_the_listener_reads_this_hosts_proc_whatever_psutil_was_told(
+    other_process: int, tmp_path: Path, restore_procfs_path: None
+) -> None:
+    import psutil
+
+    # The host collector points psutil's process-wide procfs root at its own (a fixture, or
+    # the host's /proc mounted in a container): the listener must not follow it.
+    psutil.PROCFS_PATH = str(tmp_path)
+    owners = listeners(other_process)
+    assert [o.name for o in owners] == ["busybox"]
