@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench update-golden render lint-runbooks clean
+.PHONY: run test lint unit bench update-golden render lint-runbooks demo clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -34,10 +34,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	scripts/install-debs.sh bench/deps.txt
+	scripts/install-debs.sh scripts/test-deps.txt
 	$(BIN)/python bench/scrape_latency.py
 	$(BIN)/python bench/log_throughput.py
 	$(BIN)/python bench/docker_events.py
 	$(BIN)/python bench/snmp_walk.py
+	$(BIN)/python bench/alert_latency.py
+
+## botwatch, Prometheus and Alertmanager on 127.0.0.1, simulated bots breaking on a loop (root; Ctrl-C stops).
+demo: $(STAMP)
+	scripts/install-debs.sh scripts/test-deps.txt
+	$(BIN)/python -m tests.e2e.demo
 
 ## Write alerts/*.rules.yml and grafana/dashboards/*.json from the runbook catalog (placeholder links).
 render: $(STAMP)
