@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +34,18 @@ class Running:
 
 
 def build(
-    spec: CollectorSpec, cfg: CollectorConfig, config: Config, durable: bool = True
+    spec: CollectorSpec,
+    cfg: CollectorConfig,
+    config: Config,
+    redact: Callable[[str], str],
+    durable: bool = True,
 ) -> tuple[Poller | Stream, Context]:
     ctx = Context(
-        name=spec.name, state_dir=config.state_dir, blocking=BlockingCalls(), durable=durable
+        name=spec.name,
+        state_dir=config.state_dir,
+        blocking=BlockingCalls(),
+        durable=durable,
+        redact=redact,
     )
     return spec.factory(cfg, ctx), ctx
 
@@ -52,6 +61,10 @@ class App:
         self.running: dict[str, Running] = {}
         # Two SIGHUPs in quick succession must not start one collector twice.
         self._reloading = asyncio.Lock()
+
+    def _redact(self, text: str) -> str:
+        # The store's redactor is replaced on reload (new secrets); look it up each time.
+        return self.store.redact(text)
 
     @property
     def config(self) -> Config:
@@ -77,7 +90,7 @@ class App:
         async def one(name: str, cfg: CollectorConfig) -> bool:
             spec = all_specs[name]
             self.store.add(name, spec.kind)
-            collector, ctx = build(spec, cfg, self.config, durable=False)
+            collector, ctx = build(spec, cfg, self.config, self._redact, durable=False)
             try:
                 if isinstance(collector, Poller):
                     return await poll_once(
@@ -120,7 +133,7 @@ class App:
     def _start(self, spec: CollectorSpec, cfg: CollectorConfig, config: Config) -> None:
         self.store.add(spec.name, spec.kind)
         try:
-            collector, ctx = build(spec, cfg, config)
+            collector, ctx = build(spec, cfg, config, self._redact)
         except Exception as exc:
             # Factories only wire things up (connecting is the first round's job), so this
             # is rare; the collector is down, the daemon goes on, and a reload retries it.
@@ -177,8 +190,9 @@ class App:
                 log.error("config reload failed", problem=line)
             self.store.set_reload(False)
             return False
-        if loaded.config.web.listen_address != self.config.web.listen_address:
-            log.warning("web.listen_address changes take effect at the next restart")
+        for key in ("listen_address", "config_file"):
+            if getattr(loaded.config.web, key) != getattr(self.config.web, key):
+                log.warning(f"web.{key} changes take effect at the next restart")
         self.secrets |= loaded.secret_values
         self.store.redact = Redactor(self.secrets)
         self.loaded = loaded

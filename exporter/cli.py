@@ -18,12 +18,15 @@ from exporter import __version__
 from exporter.app import App
 from exporter.config import load_config
 from exporter.fields import split_listen_address
+from exporter.kuberule import prometheus_rule
 from exporter.render import TEXT, assemble
 from exporter.runbooks.catalog import GROUPS, PLACEHOLDER_GRAFANA, load_catalog, render_rules
 from exporter.runbooks.dashboards import render_dashboards
 from exporter.runbooks.info import check_base, check_url, resolve_bases
 from exporter.runbooks.lint import lint
 from exporter.web import Exposition, make_app
+from exporter.websecurity import WebSecurity
+from exporter.websecurity import load as load_web
 from exporter.yamlsource import ConfigError
 
 EXIT_RUNTIME = 1
@@ -33,7 +36,7 @@ SHUTDOWN_DEADLINE = 1.8
 # Where `render` writes, under --out (the repository root when run from there).
 RULES_DIR = "alerts"
 DASHBOARDS_DIR = "grafana/dashboards"
-COMMANDS = ("run", "check-config", "once", "render", "lint-runbooks")
+COMMANDS = ("run", "check-config", "check-web-config", "once", "render", "lint-runbooks")
 
 log = structlog.get_logger("exporter.cli")
 
@@ -67,8 +70,20 @@ def _parser() -> argparse.ArgumentParser:
         dest="listen_address",
         help="host:port to serve on (default :9877, or web.listen_address)",
     )
+    run.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        help="TLS, basic auth and response headers, in Prometheus' exporter-toolkit format "
+        "(default: web.config_file, else plain HTTP with no auth); re-read when it changes",
+    )
     check = sub.add_parser("check-config", parents=[common], help="validate a config file")
     check.add_argument("file", type=Path)
+    check_web = sub.add_parser(
+        "check-web-config",
+        help="validate a web config file (--web.config.file), certificates included",
+    )
+    check_web.add_argument("file", type=Path)
     once = sub.add_parser(
         "once", parents=[common], help="run every enabled collector once and print the exposition"
     )
@@ -148,6 +163,7 @@ def rendered_files(bases: dict[str, str], grafana: str) -> dict[str, str]:
     """What `render` writes: {path under the output directory: text}."""
     catalog = load_catalog()
     files = {f"{RULES_DIR}/{n}": t for n, t in render_rules(catalog, bases, grafana).items()}
+    files["deploy/kubernetes/prometheusrule.yaml"] = prometheus_rule(files)
     for name, text in render_dashboards(catalog, bases).items():
         files[f"{DASHBOARDS_DIR}/{name}"] = text
     return files
@@ -227,10 +243,26 @@ def _lint_runbooks(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if report.failures else 0
 
 
+def _check_web_config(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_web(args.file)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    config = loaded.config
+    users = len(config.basic_auth_users)
+    tls = config.tls_server_config
+    mode = f"TLS, client certificates: {tls.client_auth_type}" if tls else "plain HTTP"
+    print(f"{args.file}: OK ({mode}; basic auth users: {users})")
+    return 0
+
+
 # Commands that neither load a config nor start collectors.
 OFFLINE: dict[str, Callable[[argparse.Namespace], int]] = {
     "render": _render,
     "lint-runbooks": _lint_runbooks,
+    "check-web-config": _check_web_config,
 }
 
 
@@ -265,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "once":
         return asyncio.run(_once(app))
     listen = args.listen_address or loaded.config.web.listen_address
-    return asyncio.run(_serve(app, listen))
+    web_config = args.web_config_file or loaded.config.web.config_file
+    return asyncio.run(_serve(app, listen, web_config))
 
 
 async def _once(app: App) -> int:
@@ -284,25 +317,45 @@ def _force_exit_later() -> None:
     timer.start()
 
 
-async def _serve(app: App, listen: str) -> int:
+async def _serve(app: App, listen: str, web_config: Path | None) -> int:
     from aiohttp import web
 
     loaded = app.loaded
+    security = None
+    if web_config is not None:
+        try:
+            security = WebSecurity(web_config, on_change=app.store.touch)
+        except ConfigError as exc:
+            for line in exc.lines:
+                print(line, file=sys.stderr)
+            return EXIT_CONFIG
+        app.store.extra_own.append(security.families)
     exposition = Exposition(app.store, loaded.config.web.render_interval)
+    middlewares = [security.middleware] if security is not None else []
     runner = web.AppRunner(
-        make_app(app.store, exposition), access_log=None, handle_signals=False, shutdown_timeout=0.5
+        make_app(app.store, exposition, middlewares),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=0.5,
     )
     await runner.setup()
     host, port = split_listen_address(listen)
+    ssl_context = security.ssl_context() if security is not None else None
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except OSError as exc:
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         print(f"listen {listen}: {reason}", file=sys.stderr)
         await runner.cleanup()
         return EXIT_RUNTIME
     addresses = [f"{a[0]}:{a[1]}" if isinstance(a, tuple) else str(a) for a in runner.addresses]
-    log.info("listening", address=",".join(addresses), version=__version__, config=loaded.origin)
+    log.info(
+        "listening",
+        address=",".join(addresses),
+        scheme="https" if ssl_context is not None else "http",
+        version=__version__,
+        config=loaded.origin,
+    )
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

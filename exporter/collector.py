@@ -47,6 +47,9 @@ class Context:
     blocking: BlockingCalls
     # False for `once`: look, but write no state a running daemon depends on.
     durable: bool = True
+    # Masks configured secret values; for what a collector takes from outside (log lines)
+    # and would otherwise serve as a label.
+    redact: Callable[[str], str] = str
 
 
 def first_error(group: BaseExceptionGroup[Any]) -> BaseException:

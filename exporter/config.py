@@ -18,6 +18,7 @@ from exporter.probes.models import AnyProbe, ProbesConfig, unique_names
 from exporter.registry import specs
 from exporter.runbooks.catalog import GROUPS, PLACEHOLDER_BASES, PLACEHOLDER_GRAFANA
 from exporter.runbooks.info import check_base, check_url
+from exporter.secrets import secret_values
 from exporter.yamlsource import ConfigError, Source, load_source
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -26,6 +27,8 @@ LogFormat = Literal["json", "logfmt"]
 
 class WebConfig(Strict):
     listen_address: ListenAddress = ":9877"
+    # TLS, basic auth and headers: the exporter-toolkit's file (--web.config.file wins).
+    config_file: Path | None = None
     # A scrape gets a body at most this old; bounds render work when the store churns.
     render_interval: Duration = 0.25
 
@@ -117,4 +120,4 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         config = Config.model_validate(source.tree)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, origin, Config, source.env_paths)) from None
-    return Loaded(config, origin, frozenset(source.secret_values))
+    return Loaded(config, origin, frozenset(source.secret_values | secret_values(config)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from exporter.yamlsource import KeyPath, closest, format_path
 
@@ -65,6 +65,9 @@ def _step(tp: Any, part: str | int) -> tuple[Any, bool]:
     if isinstance(part, int):
         args = get_args(tp)
         return (args[0] if args else None), False
+    if get_origin(tp) is dict:
+        args = get_args(tp)
+        return (args[1] if args else None), False
     if isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
         return tp.model_fields[part].annotation, False
     return None, False
@@ -93,7 +96,24 @@ def _keys_at(root: type[BaseModel], path: KeyPath) -> list[str]:
     return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
 
 
+def _secret(root: type[BaseModel], path: KeyPath) -> bool:
+    """Whether the key at `path` holds a secret (a SecretStr field, or inside one)."""
+    tp: Any = root
+    for part in path:
+        tp, _ = _step(tp, part)
+        if tp is None:
+            return False
+        if _unwrap(tp) is SecretStr:
+            return True
+    return False
+
+
 def _show(value: Any) -> str:
+    # A mapping or list may hold secrets under keys the error is not about.
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
     text = repr(value)
     return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
 
@@ -150,7 +170,12 @@ def format_validation_error(
         if error["type"] not in _NO_VALUE:
             # A value that came from the environment may be a secret: name the variable only.
             from_env = next((v for p, v in env_paths.items() if path[: len(p)] == p), None)
-            got = "the value of $" + ", $".join(from_env) if from_env else _show(value)
+            if from_env:
+                got = "the value of $" + ", $".join(from_env)
+            elif value is not None and _secret(root, path):
+                got = "a secret value, not shown"
+            else:
+                got = _show(value)
             line += f" (got {got})"
         lines.append(line)
     return lines

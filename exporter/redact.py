@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 MASK = "<redacted>"
 # user:password@ in URLs that an exception message may quote back.
@@ -20,3 +20,13 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, MASK)
         return _URL_CREDENTIALS.sub(rf"\g<scheme>{MASK}@", text)
+
+
+REDACTED_LABEL = "redacted"
+
+
+def masked_label(value: str, redact: Callable[[str], str]) -> str:
+    """A label value taken from outside (a log line, a query's row) that holds a configured
+    secret becomes "redacted": a label must never carry one, and masking part of it would
+    still make a new series per secret."""
+    return value if redact(value) == value else REDACTED_LABEL

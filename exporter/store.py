@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,8 +19,9 @@ from exporter.redact import Redactor
 from exporter.render import EMPTY, Chunk
 from exporter.runbooks.catalog import PLACEHOLDER_BASES, PLACEHOLDER_GRAFANA, load_catalog
 from exporter.runbooks.info import INFO_METRIC, runbook_info
+from exporter.websecurity import WEB_METRICS
 
-OWN_METRICS = frozenset(
+OWN_METRICS = WEB_METRICS | frozenset(
     {
         "botwatch_collector_up",
         "botwatch_collector_duration_seconds",
@@ -59,9 +60,15 @@ class Store:
         self.grafana_url = PLACEHOLDER_GRAFANA
         # One gauge per catalog alert; rebuilt only when the configured links change.
         self._runbook_info = runbook_info(load_catalog(), self.runbook_bases)
+        # More of botwatch's own families (the web config's), served with every scrape.
+        self.extra_own: list[Callable[[], list[Metric]]] = []
 
     def _changed(self) -> None:
         self.version += 1
+
+    def touch(self) -> None:
+        """Something behind `extra_own` changed: cached bodies are stale."""
+        self._changed()
 
     def add(self, name: str, kind: str) -> CollectorState:
         self.states[name] = state = CollectorState(name, kind)
@@ -184,6 +191,7 @@ class Store:
             value=self.reload_time,
         )
         own = [up, duration, errors, last, build, reload_ok, reload_time]
+        own += [family for provider in self.extra_own for family in provider()]
         # The catalog (a series per alert) belongs to the full scrape; a collect[] scrape asks
         # for particular collectors, and several such jobs would each repeat it.
         return own if names is not None else [*own, self._runbook_info]

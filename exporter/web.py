@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
@@ -77,7 +78,9 @@ class Exposition:
         return body.gzipped if gzipped else body.data
 
 
-def make_app(store: Store, exposition: Exposition) -> web.Application:
+def make_app(
+    store: Store, exposition: Exposition, middlewares: Sequence[Middleware] = ()
+) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         names = request.query.getall("collect[]", [])
         unknown = sorted(set(names) - set(store.states))
@@ -103,7 +106,7 @@ def make_app(store: Store, exposition: Exposition) -> web.Application:
     async def landing(_: web.Request) -> web.Response:
         return web.Response(text=landing_page(store), content_type="text/html")
 
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

@@ -31,6 +31,7 @@ from exporter.collectors.sqlitemetrics import (
 )
 from exporter.collectors.sqlitequery import ERROR_KINDS, ErrorKind
 from exporter.fields import format_duration
+from exporter.redact import masked_label
 from exporter.registry import collector
 from exporter.threads import StillBlocked
 
@@ -129,6 +130,14 @@ class SqliteCollector:
         except asyncio.CancelledError:
             cancel.cancel()  # the round timed out or botwatch stops: end the read too
             raise
+        # A query may select a column holding a configured secret as its label.
+        reading.samples = {
+            name: [
+                (tuple(masked_label(v, self.ctx.redact) for v in labels), value)
+                for labels, value in samples
+            ]
+            for name, samples in reading.samples.items()
+        }
         self._account(db, reading.failures, reading.succeeded)
         self._note_wal_files(db, reading.wal_files_missing)
         self._judge_from_round(db, reading)

@@ -93,16 +93,19 @@ class Tracked:
 class SourceSink:
     """Where one source delivers; counting and adopting the position happen together."""
 
-    def __init__(self, tracked: Tracked, dirty: Callable[[], None]) -> None:
+    def __init__(
+        self, tracked: Tracked, dirty: Callable[[], None], redact: Callable[[str], str] = str
+    ) -> None:
         self.tracked = tracked
         self.dirty = dirty
+        self.redact = redact
         self.log = log.bind(source=tracked.config.name)
         self.erring = False
 
     def batch(self, batch: Batch) -> None:
         t = self.tracked
         matches, events = t.ruleset.scan(batch.data) if batch.lines else ([], [])
-        t.counts.add(batch, matches, events, t.shapes)
+        t.counts.add(batch, matches, events, t.shapes, self.redact)
         t.position = batch.position
         if batch.lines:
             self.erring = False
@@ -167,7 +170,7 @@ class LogsCollector:
         try:
             for t in self.tracked.values():
                 t.source = make_source(t.config, t.position, self.ctx)
-                sink = SourceSink(t, self._dirty.set)
+                sink = SourceSink(t, self._dirty.set, self.ctx.redact)
                 self._tasks.append(asyncio.create_task(t.source.run(sink), name=t.config.name))
             while True:
                 await self._wait(KEEPALIVE)

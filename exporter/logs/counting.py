@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from exporter.logs.api import Batch
+from exporter.redact import masked_label
 
 OTHER = "other"  # what a label value past its rule's cap becomes
 
@@ -65,6 +66,7 @@ class SourceCounts:
         matches: Iterable[Found],
         events: Iterable[BreakerSeen],
         shapes: Mapping[str, RuleShape],
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.lines += batch.lines
         self.bytes += batch.bytes_read
@@ -75,15 +77,17 @@ class SourceCounts:
         # Tally first (a Counter keeps first-seen order, so values are admitted in line
         # order as before), then cap once per distinct series instead of once per line.
         tally = Counter((m.rule, m.labels) for m in matches)
-        for (rule, labels), n in tally.items():
+        for (rule, captured), n in tally.items():
+            labels = tuple(masked_label(value, redact) for value in captured)
             shape = shapes[rule]
             if labels and not shape.static.issuperset(shape.labels):
-                labels = self._capped(rule, labels, shape, n)  # noqa: PLW2901
+                labels = self._capped(rule, labels, shape, n)
             self.matches[rule, labels] += n
         for event in events:
-            if self.breakers.get(event.breaker) != event.state:
-                self.breakers[event.breaker] = event.state
-                self.transitions[event.breaker, event.state] += 1
+            breaker = masked_label(event.breaker, redact)
+            if self.breakers.get(breaker) != event.state:
+                self.breakers[breaker] = event.state
+                self.transitions[breaker, event.state] += 1
 
     def _capped(
         self, rule: str, values: tuple[str, ...], shape: RuleShape, n: int

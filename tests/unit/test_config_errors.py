@@ -88,7 +88,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "not-a-mapping",
         "collectors:\n  host: [1, 2]\n",
-        ["{f}: collectors.host: must be a mapping (got [1, 2])"],
+        ["{f}: collectors.host: must be a mapping (got a list)"],
     ),
     (
         "top-level-list",
@@ -126,7 +126,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "path-type",
         "collectors:\n  host:\n    procfs: [1]\n",
-        ["{f}: collectors.host.procfs: must be a path (got [1])"],
+        ["{f}: collectors.host.procfs: must be a path (got a list)"],
     ),
     (
         "probe-type",
@@ -136,7 +136,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "list-type",
         "probes: {name: x}\n",
-        ["{f}: probes: must be a list (got {'name': 'x'})"],
+        ["{f}: probes: must be a list (got a mapping)"],
     ),
     (
         "log-source-type",
@@ -193,7 +193,7 @@ CASES: list[tuple[str, str, list[str]]] = [
         " rules: [{name: rate_limited, match: '(?P<code>x)'}]}\n",
         [
             "{f}: logs.sources[0].rules[0]: rule 'rate_limited' has labels ['code'] here but [] "
-            "in an earlier entry (got {'name': 'rate_limited', 'match': '(?P<code>x)'})"
+            "in an earlier entry (got a mapping)"
         ],
     ),
     (

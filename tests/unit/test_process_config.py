@@ -54,7 +54,7 @@ def test_a_valid_section(tmp_path: Path) -> None:
         (
             "    processes: [{name: bot}]\n",
             "collectors.process.processes[0]: needs match_name, match_cmdline or both"
-            " (both must match) (got {'name': 'bot'})",
+            " (both must match) (got a mapping)",
         ),
         (
             "    processes: [{name: bot, match_cmdline: '(python'}]\n",

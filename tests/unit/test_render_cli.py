@@ -11,6 +11,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli import rendered_files
+from exporter.kuberule import prometheus_rule
 from exporter.render import TEXT, assemble
 from exporter.runbooks.catalog import (
     PLACEHOLDER_BASES,
@@ -40,12 +41,13 @@ def rules_in(text: str) -> list[dict[str, object]]:
 # render ---------------------------------------------------------------------------------------
 
 
-def test_rendered_files_are_the_rule_files_and_the_dashboards() -> None:
+def test_rendered_files_are_the_rule_files_the_dashboards_and_the_prometheusrule() -> None:
     catalog = load_catalog()
     files = fresh()
     rules = {f"alerts/{n}": t for n, t in render_rules(catalog).items()}
     boards = {f"grafana/dashboards/{n}": t for n, t in render_dashboards(catalog).items()}
-    assert files == rules | boards
+    kube = {"deploy/kubernetes/prometheusrule.yaml": prometheus_rule(render_rules(catalog))}
+    assert files == rules | boards | kube
     assert set(rules) == {
         "alerts/trader-bot.rules.yml",
         "alerts/alphaengine.rules.yml",
