@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/docker_events.py
 	$(BIN)/python bench/snmp_walk.py
 	$(BIN)/python bench/alert_latency.py
+	$(BIN)/python bench/soak.py
 
 ## botwatch, Prometheus and Alertmanager on 127.0.0.1, simulated bots breaking on a loop (root; Ctrl-C stops).
 demo: $(STAMP)
