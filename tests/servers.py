@@ -51,6 +51,41 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
+# Prometheus ----------------------------------------------------------------------------------
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+class PrometheusServer:
+    """Debian's prometheus with `config`, its data and log under `root`, on 127.0.0.1."""
+
+    def __init__(self, config: Path, root: Path) -> None:
+        if not Path(PROMETHEUS).exists():
+            raise AssertionError("prometheus is not installed (Debian package prometheus)")
+        self.log = root / "prometheus.log"
+        port = free_port()
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={root / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.base = f"http://127.0.0.1:{port}"
+
+    def alive(self) -> None:
+        """Raise with Prometheus' own log if it has exited."""
+        if self.proc.poll() is not None:
+            raise AssertionError(self.log.read_text())
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
 # Redis ---------------------------------------------------------------------------------------
 
 

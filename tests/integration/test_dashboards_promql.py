@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.runbooks.catalog import Catalog, load_catalog
 from exporter.runbooks.dashboards import render_dashboards
-from tests.servers import free_port
+from tests.servers import PrometheusServer
 from tests.support import wait_for
 from tests.unit.test_dashboards import panels, sample_catalog
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 # Grafana's variables, longest names first, as a dashboard would expand them.
 VARIABLES = [
     ("${__rate_interval}", "1m"),
@@ -50,44 +46,24 @@ LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.*),\s*(?P<label>\w+)\)$
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not Path(PROMETHEUS).exists():
-        pytest.fail("prometheus is not installed (Debian package prometheus)")
     root = tmp_path_factory.mktemp("prometheus")
     config = root / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
-    port = free_port()
-    with (root / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    server = PrometheusServer(config, root)
 
     def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError((root / "prometheus.log").read_text())
+        server.alive()
         try:
-            with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"{server.base}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 
     try:
         wait_for(ready, 30, "Prometheus to be ready")
-        yield base
+        yield server.base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 def concrete(expr: str) -> str:

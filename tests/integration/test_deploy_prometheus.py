@@ -17,14 +17,13 @@ import pytest
 import yaml
 
 from tests.integration.conftest import Daemon, daemon_config
-from tests.servers import _stop, free_port
+from tests.servers import PrometheusServer
 from tests.support import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 
 CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 RULE_FILES = sorted((REPO / "alerts").glob("*.rules.yml"))
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 StartDaemon = Callable[..., Daemon]
 
 
@@ -108,8 +107,6 @@ def api(base: str, path: str) -> Any:
 def test_prometheus_scrapes_botwatch_and_loads_every_rule(
     daemon: StartDaemon, tmp_path: Path
 ) -> None:
-    if not Path(PROMETHEUS).exists():
-        pytest.fail("prometheus is not installed (Debian package prometheus)")
     d = daemon(daemon_config(tmp_path))
     # The shipped file with the test's addresses, faster intervals and absolute rule paths.
     doc = config()
@@ -120,33 +117,19 @@ def test_prometheus_scrapes_botwatch_and_loads_every_rule(
     job["static_configs"][0]["targets"] = [d.base.removeprefix("http://")]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(doc))
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={path}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    prometheus = PrometheusServer(path, tmp_path)
 
     def targets_up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(log.read_text())
+        prometheus.alive()
         try:
-            active = api(base, "/api/v1/targets")["activeTargets"]
+            active = api(prometheus.base, "/api/v1/targets")["activeTargets"]
         except (urllib.error.URLError, OSError):
             return False
         return any(t["labels"]["job"] == "botwatch" and t["health"] == "up" for t in active)
 
     try:
         wait_for(targets_up, 30, "Prometheus to scrape botwatch")
-        groups = api(base, "/api/v1/rules")["groups"]
+        groups = api(prometheus.base, "/api/v1/rules")["groups"]
         loaded = sum(len(g["rules"]) for g in groups)
         shipped = sum(
             len(g["rules"]) for p in RULE_FILES for g in yaml.safe_load(p.read_text())["groups"]
@@ -154,4 +137,4 @@ def test_prometheus_scrapes_botwatch_and_loads_every_rule(
         assert loaded == shipped
         assert {Path(g["file"]).name for g in groups} == {p.name for p in RULE_FILES}
     finally:
-        _stop(proc)
+        prometheus.stop()
