@@ -7,7 +7,6 @@ the engine returns it without following.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -150,13 +149,17 @@ def test_position_without_container_still_skips() -> None:
 
 
 def source(
-    engine: Podman, container: str, position: Position | None = None, **fields: Any
+    engine: Podman,
+    container: str,
+    position: Position | None = None,
+    calls: BlockingCalls | None = None,
+    **fields: Any,
 ) -> DockerLogSource:
     # model_construct: the tests are about reading, not about config validation.
     config = DockerSourceConfig.model_construct(
         type="docker", name=container, container=container, docker_url=engine.url, **fields
     )
-    src = DockerLogSource(container, config, position, BlockingCalls())
+    src = DockerLogSource(container, config, position, calls or BlockingCalls())
     src.RETRY_MIN, src.RETRY_MAX = 0.1, 0.5
     return src
 
@@ -167,15 +170,12 @@ def truth(container: Any, stdout: bool = True, stderr: bool = True) -> list[byte
     return log.split(b"\n")[:-1]
 
 
-def reader_threads(name: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"botwatch:docker-logs:{name}"]
-
-
 @pytest.mark.integration
 async def test_restarts_and_a_resume_neither_lose_nor_repeat(podman: Podman) -> None:  # noqa: F811
     container = podman.run("counter", COUNTER)
     first = RecordingSink()
-    src = source(podman, "counter", start_at="beginning")
+    calls = BlockingCalls()
+    src = source(podman, "counter", calls=calls, start_at="beginning")
     async with running(src, first):
         await eventually(lambda: len(first.lines()) >= 40, 15, "the first lines")
         container.stop(timeout=0)
@@ -183,7 +183,7 @@ async def test_restarts_and_a_resume_neither_lose_nor_repeat(podman: Podman) -> 
         await eventually(lambda: first.lines().count(b"out 0") == 2, 15, "the second run")
         await eventually(lambda: first.lines()[-1] >= b"err 3", 15, "more of the second run")
     # close() ends the blocking read at once, not when the next line comes.
-    await eventually(lambda: not reader_threads("counter"), 2, "the reader thread to end")
+    await eventually(lambda: not calls.in_flight, 2, "the blocking read to end")
     saved = first.position
     assert saved is not None and saved["seen"] >= 1, saved
 
