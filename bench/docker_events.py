@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from results import demote, write_section
-from scrape_latency import HOST, STARTUP_TIMEOUT, BenchError, Daemon, spawn, stop, wait_listening
+from scrape_latency import BenchError, Daemon, start_botwatch, stop
 
 from tests.podman import Podman
 
@@ -43,21 +43,6 @@ SCRIPT = "while true; do sleep 1; done"
 TARGET_P99_SECONDS = 1.0
 ROUND_TIMEOUT = 10.0
 SCRAPE_PAUSE = 0.005
-
-
-def start_botwatch(config: Path) -> Daemon:
-    argv = [
-        sys.executable,
-        "-m",
-        "exporter",
-        "run",
-        f"--config.file={config}",
-        f"--web.listen-address={HOST}:0",
-        "--log.format=json",
-    ]
-    daemon = spawn("botwatch", argv)
-    daemon.base_url = "http://" + wait_listening(daemon, time.monotonic() + STARTUP_TIMEOUT)
-    return daemon
 
 
 def state_of(base_url: str) -> str | None:

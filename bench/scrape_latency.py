@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +76,7 @@ class StderrLog:
         self.tail: deque[str] = deque(maxlen=40)
         self.problems: list[str] = []
         self.problem_count = 0
+        self.events: Counter[str] = Counter()  # problems by "level event"
         self.address: str | None = None
         self.version: str | None = None
         self.listening = threading.Event()
@@ -92,6 +93,7 @@ class StderrLog:
         level = str(record.get("level", "")) if record else _logfmt_level(line)
         if level.lower() in PROBLEM_LEVELS:
             self.problem_count += 1
+            self.events[f"{level.lower()} {record.get('event', '?') if record else '?'}"] += 1
             if len(self.problems) < 10:
                 self.problems.append(line)
         if record and record.get("event") == "listening" and not self.listening.is_set():
@@ -132,13 +134,14 @@ class Daemon:
             raise BenchError(f"{self.name} exited with status {code}; last stderr lines:\n{tail}")
 
 
-def spawn(name: str, argv: Sequence[str]) -> Daemon:
+def spawn(name: str, argv: Sequence[str], preexec_fn: Callable[[], None] | None = None) -> Daemon:
     proc = subprocess.Popen(
         list(argv),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=preexec_fn,  # noqa: PLW1509 - called before the bench starts threads
     )
     assert proc.stderr is not None
     return Daemon(name, proc, StderrLog(proc.stderr))
@@ -165,16 +168,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_botwatch() -> Daemon:
-    argv = [
-        sys.executable,
-        "-m",
-        "exporter",
-        "run",
-        f"--web.listen-address={HOST}:0",
-        "--log.format=json",
-    ]
-    daemon = spawn("botwatch", argv)
+def start_botwatch(
+    config: Path | None = None, preexec_fn: Callable[[], None] | None = None
+) -> Daemon:
+    """botwatch on a free port (learnt from its `listening` line); the embedded default
+    config unless `config` is given."""
+    argv = [sys.executable, "-m", "exporter", "run", f"--web.listen-address={HOST}:0"]
+    argv += ["--log.format=json", *([f"--config.file={config}"] if config else [])]
+    daemon = spawn("botwatch", argv, preexec_fn)
     address = wait_listening(daemon, time.monotonic() + STARTUP_TIMEOUT)
     daemon.base_url = f"http://{address}"
     return daemon
