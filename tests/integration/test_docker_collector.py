@@ -55,17 +55,33 @@ async def test_running_exited_restart_loop_and_removal(
     # Polled every second here: stats (memory, CPU) come with the poll only.
     async with running(make(podman, tmp_path, include="^t1-", interval="1s")) as run:
 
-        def settled() -> bool:
-            return (
-                run.value("botwatch_container_state", container="t1-run", state="running") == 1
-                and run.value("botwatch_container_state", container="t1-exit3", state="exited") == 1
-                and run.value("botwatch_container_exit_code", container="t1-exit3") == 3
-                and (run.value("botwatch_container_restarts_total", container="t1-loop") or 0) >= 1
-                and run.value("botwatch_container_memory_usage_bytes", container="t1-run")
-                is not None
-            )
+        def unsettled() -> list[str]:
+            checks = {
+                "t1-run running": run.value(
+                    "botwatch_container_state", container="t1-run", state="running"
+                )
+                == 1,
+                "t1-exit3 exited": run.value(
+                    "botwatch_container_state", container="t1-exit3", state="exited"
+                )
+                == 1,
+                "exit code 3": run.value("botwatch_container_exit_code", container="t1-exit3") == 3,
+                "a restart of t1-loop": (
+                    run.value("botwatch_container_restarts_total", container="t1-loop") or 0
+                )
+                >= 1,
+                "t1-run's memory": run.value(
+                    "botwatch_container_memory_usage_bytes", container="t1-run"
+                )
+                is not None,
+            }
+            return [what for what, ok in checks.items() if not ok]
 
-        await eventually(settled, 30, "running, exited(3), a first restart and stats")
+        try:
+            await eventually(lambda: not unsettled(), 30, "running, exited(3), restart, stats")
+        except AssertionError as exc:
+            # Which part never came says where to look (the engine's restart policy, stats).
+            raise AssertionError(f"{exc}: still missing {unsettled()}") from None
         fams = list(run.stream.families())
         assert containers(fams) == {"t1-run", "t1-exit3", "t1-loop"}
         assert run.value("botwatch_container_memory_limit_bytes", container="t1-run") == 32 * 2**20
