@@ -210,6 +210,15 @@ class SystemdMock:
             await self.call(path, MOCK, "UpdateProperties", "sa{sv}", [UNIT, variants(known)])
         if service is not None:
             await self.call(path, MOCK, "AddProperties", "sa{sv}", [SERVICE, variants(service)])
+        # systemd announces a unit it loads; the template does not, so a collector that
+        # listed the units a moment before would never hear of this one.
+        await self.call(
+            MANAGER_PATH,
+            MOCK,
+            "EmitSignal",
+            "sssav",
+            [MANAGER, "UnitNew", "so", [Variant("s", name), Variant("o", path)]],
+        )
         return str(path)
 
     async def update(

@@ -206,12 +206,13 @@ def test_daemon_push_promtool_and_systemd_away_and_back(
     assert failures and failures[0]["error"] == "BusError: org.freedesktop.systemd1 left the bus"
 
     mock.start_systemd()
-    asyncio.run(add_units(mock))
     wait_for(
         lambda: d.sample("botwatch_collector_up", collector="systemd") == 1,
         30,
         "the collector to come back",
     )
+    # Units loaded after botwatch listed them arrive by UnitNew, not by the hourly poll.
+    asyncio.run(add_units(mock))
     wait_for(
         lambda: d.sample("botwatch_systemd_unit_state", unit=BOT, state="active") == 1,
         10,
