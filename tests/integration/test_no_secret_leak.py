@@ -337,14 +337,16 @@ def test_no_secret_in_metrics_pages_logs_errors_or_state(
         "echo secret=$WS_KEY; echo started; sleep 600",
         environment={"BOT_SECRET": CONTAINER_SECRET, "WS_KEY": ENV_SECRETS["LEAK_WS_KEY"]},
     )
+    # A bot with its key on the command line; it runs until the test closes its stdin.
     leaky = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import time; time.sleep(120)",
+            "import sys; sys.stdin.read()",
             "leaky-bot",
             f"--api-key={ARGV_SECRET}",
-        ]
+        ],
+        stdin=subprocess.PIPE,
     )
     try:
         d = daemon(
@@ -403,8 +405,9 @@ def test_no_secret_in_metrics_pages_logs_errors_or_state(
             if state.is_file():
                 scan(str(state), state.read_text(errors="replace"))
     finally:
-        leaky.kill()
-        leaky.wait()
+        assert leaky.stdin is not None
+        leaky.stdin.close()
+        leaky.wait(timeout=10)
 
 
 def test_no_secret_in_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

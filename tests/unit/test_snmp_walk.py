@@ -242,7 +242,9 @@ class Recorder:
 
     async def bulk(self, oids: Sequence[Oid], max_repetitions: int) -> Response:
         try:
-            await asyncio.sleep(0.001)  # still walking when the GET fails
+            # Held open: the walk is still under way when the GET fails, whatever the timing.
+            if self.fail_get is not None:
+                await asyncio.Event().wait()
             return await self.agent.bulk(oids, max_repetitions)
         except asyncio.CancelledError:
             self.cancelled += 1
