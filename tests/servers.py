@@ -41,8 +41,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
+def stop_process(proc: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT; by the process's own PID only."""
+    if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=STOP_TIMEOUT)
@@ -83,7 +84,7 @@ class PrometheusServer:
             raise AssertionError(self.log.read_text())
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 # Redis ---------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class RedisServer:
         return done.stdout.strip()
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 # PostgreSQL ----------------------------------------------------------------------------------
@@ -339,10 +340,10 @@ class PostgresServer:
             for session in sessions:
                 assert session.stdin is not None
                 session.stdin.close()  # psql quits at the end of its input
-                _stop(session)
+                stop_process(session)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 # Fakes -----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from tests.servers import stop_process
 from tests.support import POLL_STEP
 
 SYSTEMD = "org.freedesktop.systemd1"
@@ -128,12 +129,7 @@ class SystemdMock:
 
     def close(self) -> None:
         self.stop_systemd()
-        if self._bus is not None and self._bus.poll() is None:
-            self._bus.terminate()
-            try:
-                self._bus.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill_bus()
+        stop_process(self._bus)
 
     # Calls into the mock -----------------------------------------------------------------
 

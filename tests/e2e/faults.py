@@ -25,9 +25,8 @@ from tests.e2e.stack import (
     logging_line,
     nginx_error_line,
     tracing_line,
-    wait_until,
 )
-from tests.support import POLL_STEP
+from tests.support import POLL_STEP, wait_for
 
 PAGE_TIMEOUT = 30.0  # per fault, from injection to the webhook (target: 10 s)
 QUIET_WINDOW = 3.0  # observed for unexpected alerts at the baseline and at the end
@@ -117,7 +116,7 @@ def api_key_rejected(stack: Stack) -> None:
     assert stack.prometheus is not None
     prometheus = stack.prometheus
     series = 'botwatch_log_matches_total{rule="exchange_api_error", code="-2015"}'
-    wait_until(lambda: prometheus.query(series), PAGE_TIMEOUT, "Prometheus to scrape it")
+    wait_for(lambda: prometheus.query(series), PAGE_TIMEOUT, "Prometheus to scrape it")
     stack.alpha_log(unit, logging_line("ERROR", "bot.exchange", f"retry 1/3: {API_KEY_REJECTED}"))
 
 
@@ -322,7 +321,7 @@ def wait_baseline(stack: Stack) -> list[str]:
             and prometheus.value("min(botwatch_log_source_up)") == 1
         )
 
-    wait_until(healthy, BASELINE_TIMEOUT, "a healthy stack in Prometheus")
+    wait_for(healthy, BASELINE_TIMEOUT, "a healthy stack in Prometheus")
     return watch_quiet(stack, set(), QUIET_WINDOW)
 
 

@@ -64,7 +64,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,15 +78,14 @@ from exporter.yamlsource import load_preset, merge
 from tests.e2e.sims import Sims
 from tests.integration.test_alertmanager import Alertmanager, Sink, free_port, variant_config
 from tests.podman import Podman
-from tests.servers import PostgresCluster, PostgresServer, RedisServer
-from tests.support import POLL_STEP, REPO
+from tests.servers import PostgresCluster, PostgresServer, RedisServer, stop_process
+from tests.support import REPO, wait_for
 from tests.systemdmock import SystemdMock
 
 HOST = "127.0.0.1"
 PRESETS = ("trader-bot", "alphaengine")
 FOR_SCALE = 60  # a rule's `for:` here is its committed value divided by this (at least 1 s)
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 ALERTS_DIR = REPO / "alerts"
 
@@ -162,27 +161,6 @@ def expected_runbook_url(alert: str, bases: dict[str, str] | None = None) -> str
 # Processes ---------------------------------------------------------------------------------
 
 
-def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL_STEP)
-
-
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -227,8 +205,8 @@ class Botwatch:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,  # a Ctrl-C of the demo is for the demo, not for it
             )
-        self.base = "http://" + wait_until(self._address, START_TIMEOUT, "botwatch to listen")
-        wait_until(lambda: answers(f"{self.base}/-/ready"), START_TIMEOUT, "botwatch /-/ready")
+        self.base = "http://" + wait_for(self._address, START_TIMEOUT, "botwatch to listen")
+        wait_for(lambda: answers(f"{self.base}/-/ready"), START_TIMEOUT, "botwatch /-/ready")
 
     def _address(self) -> str | None:
         if self.proc.poll() is not None:
@@ -296,7 +274,7 @@ class Prometheus:
                 return "exited"
             return "ready" if answers(f"{self.base}/-/ready") else None
 
-        return bool(wait_until(state, START_TIMEOUT, "prometheus to be ready") == "ready")
+        return bool(wait_for(state, START_TIMEOUT, "prometheus to be ready") == "ready")
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
@@ -757,7 +735,7 @@ class Stack:
                         raise
                     return None
 
-            fd: int = wait_until(opened, START_TIMEOUT, "trader-api to read its FIFO")
+            fd: int = wait_for(opened, START_TIMEOUT, "trader-api to read its FIFO")
             os.set_blocking(fd, True)
             self._trader_fd = fd
         return self._trader_fd

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers import stop_process
 from tests.support import REPO, wait_for
 
 
@@ -82,13 +83,7 @@ class Daemon:
         return None
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         return self.proc.returncode
 
 

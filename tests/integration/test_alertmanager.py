@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.servers import stop_process
 from tests.support import REPO, wait_for
 
 pytestmark = pytest.mark.integration
@@ -300,13 +301,7 @@ class Alertmanager:
         return result
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

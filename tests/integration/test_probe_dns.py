@@ -31,6 +31,7 @@ from exporter.probes.collector import ProbesCollector
 from exporter.probes.models import ProbesConfig
 from exporter.threads import BlockingCalls
 from tests.integration.conftest import Daemon
+from tests.servers import stop_process
 from tests.streams import running
 from tests.support import eventually, promtool_lint, wait_for
 from tests.unit.test_dnswire import QNAME_AT, QR, RA, RD, TC, record, response
@@ -129,12 +130,7 @@ def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     else:
         pytest.fail(f"dnsmasq did not start: {log.read_text()}")
     yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 def probe(**fields: Any) -> dns.DnsProbeConfig:

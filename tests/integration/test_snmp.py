@@ -43,6 +43,7 @@ from exporter.collectors.snmpmodules import (
 )
 from exporter.threads import BlockingCalls
 from tests.integration.conftest import Daemon, daemon_config
+from tests.servers import stop_process
 from tests.support import promtool_lint, wait_for
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,6 @@ AUTH_KEY = "bw-AuthKey-77c3"
 PRIV_KEY = "bw-PrivKey-a91f"
 SECRETS = (COMMUNITY, AUTH_KEY, PRIV_KEY)
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 COUNTERS = {
     IF_HC_IN_OCTETS: "botwatch_snmp_if_in_octets_total",
     IF_HC_OUT_OCTETS: "botwatch_snmp_if_out_octets_total",
@@ -178,13 +178,7 @@ class Snmpd:
         return parse_value(match["type"], match["value"]) if match else None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")
