@@ -7,7 +7,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +70,10 @@ def promtool_lint(body: str) -> str:
         check=False,
     )
     return "" if lint.returncode == 0 else (lint.stdout + lint.stderr or "promtool failed")
+
+
+def assert_no_secrets(secrets: Iterable[str], *texts: object, where: str = "output") -> None:
+    """None of `secrets` appears in any of `texts` (each taken as str)."""
+    for text in texts:
+        found = [secret for secret in secrets if secret in str(text)]
+        assert not found, f"{where} holds {found}"

@@ -174,16 +174,7 @@ def encode_request(
         second, third = non_repeaters, max_repetitions
     else:
         second = third = 0
-    pdu = (
-        encode_integer(request_id)
-        + encode_integer(second)
-        + encode_integer(third)
-        + _tlv(_SEQUENCE, varbinds)
-    )
-    return _tlv(
-        _SEQUENCE,
-        encode_integer(VERSION_2C) + _tlv(_OCTETS, community) + _tlv(pdu_type, pdu),
-    )
+    return _message(community, pdu_type, request_id, (second, third), varbinds)
 
 
 def encode_response(
@@ -197,11 +188,18 @@ def encode_response(
 ) -> bytes:
     """A v2c Response: what an agent sends. For tests and fake agents."""
     body = b"".join(_tlv(_SEQUENCE, encode_oid(oid) + encode_value(v)) for oid, v in varbinds)
+    return _message(community, pdu_type, request_id, (error_status, error_index), body)
+
+
+def _message(
+    community: bytes, pdu_type: int, request_id: int, integers: tuple[int, int], varbinds: bytes
+) -> bytes:
+    """A v2c message around one PDU: request-id, two integers, the encoded varbind list."""
     pdu = (
         encode_integer(request_id)
-        + encode_integer(error_status)
-        + encode_integer(error_index)
-        + _tlv(_SEQUENCE, body)
+        + encode_integer(integers[0])
+        + encode_integer(integers[1])
+        + _tlv(_SEQUENCE, varbinds)
     )
     return _tlv(
         _SEQUENCE,

@@ -101,6 +101,20 @@ def _link(title: str, url: str) -> Json:
     return {"targetBlank": True, "title": title, "url": url}
 
 
+def _panel(
+    kind: str, title: str, description: str, links: Sequence[Json], targets: list[Json]
+) -> Json:
+    """What every data panel starts with; the kind's own settings follow it."""
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "links": list(links),
+        "targets": targets,
+    }
+
+
 def timeseries(
     title: str,
     targets: list[Json],
@@ -112,12 +126,7 @@ def timeseries(
     overrides: Sequence[Json] = (),
 ) -> Json:
     return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "links": list(links),
-        "targets": targets,
+        **_panel("timeseries", title, description, links, targets),
         "fieldConfig": {
             "defaults": {
                 "unit": unit,
@@ -152,12 +161,7 @@ def stat(
     text_mode: str = "value_and_name",
 ) -> Json:
     return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "links": list(links),
-        "targets": targets,
+        **_panel("stat", title, description, links, targets),
         "fieldConfig": {
             "defaults": {
                 "unit": unit,
@@ -202,17 +206,14 @@ def alerts_table(stack: str) -> Json:
         properties = [{"id": "displayName", "value": title}, *extra]
         return {"matcher": {"id": "byName", "options": name}, "properties": properties}
 
+    description = (
+        "Firing alerts of this stack (`ALERTS`), joined on `alertname` with "
+        "`botwatch_alert_runbook_info`, which botwatch serves for every alert of its "
+        "catalog: click a section to open the runbook there."
+    )
+    targets = [target(expr, legend="", instant=True) | {"format": "table"}]
     return {
-        "type": "table",
-        "title": "Alerts firing now",
-        "description": (
-            "Firing alerts of this stack (`ALERTS`), joined on `alertname` with "
-            "`botwatch_alert_runbook_info`, which botwatch serves for every alert of its "
-            "catalog: click a section to open the runbook there."
-        ),
-        "datasource": DATASOURCE,
-        "links": [],
-        "targets": [target(expr, legend="", instant=True) | {"format": "table"}],
+        **_panel("table", "Alerts firing now", description, (), targets),
         "fieldConfig": {
             "defaults": {"unit": "string", "custom": {"align": "auto", "filterable": True}},
             "overrides": [

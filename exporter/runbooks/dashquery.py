@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 SET_OPERATORS = frozenset({"and", "or", "unless"})
@@ -228,12 +228,7 @@ def _split_top_level(
 ) -> list[tuple[str, list[Token]]]:
     """The operands between top-level splitting tokens, each with the one before it."""
     parts: list[tuple[str, list[Token]]] = [("", [])]
-    depth = 0
-    for token in tokens:
-        if token.kind == "lparen":
-            depth += 1
-        elif token.kind == "rparen":
-            depth -= 1
+    for token, depth in _depths(tokens):
         if depth == 0 and is_split(token):
             parts.append((token.text.lower(), []))
         else:
@@ -297,15 +292,22 @@ def _relabelled(expr: str, tokens: list[Token], via: str) -> Condition | None:
 
 def _top_level(tokens: list[Token]) -> list[bool]:
     """For each token: whether it is a comparison operator outside any parentheses."""
-    flags = []
+    return [
+        depth == 0 and token.kind == "op" and token.text in COMPARISONS
+        for token, depth in _depths(tokens)
+    ]
+
+
+def _depths(tokens: list[Token]) -> Iterator[tuple[Token, int]]:
+    """Each token with the parenthesis depth after it (an opening one is inside, a closing one
+    back outside)."""
     depth = 0
     for token in tokens:
         if token.kind == "lparen":
             depth += 1
         elif token.kind == "rparen":
             depth -= 1
-        flags.append(depth == 0 and token.kind == "op" and token.text in COMPARISONS)
-    return flags
+        yield token, depth
 
 
 def _conditions(expr: str, tokens: list[Token], via: str = "") -> list[Condition]:

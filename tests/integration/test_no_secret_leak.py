@@ -27,7 +27,7 @@ from tests.integration.podman_fixture import podman  # noqa: F401  (a fixture)
 from tests.integration.test_snmp import AUTH_KEY, PRIV_KEY, USER, Snmpd
 from tests.podman import Podman
 from tests.servers import PostgresCluster, RedisServer, free_port
-from tests.support import run_cli, wait_for
+from tests.support import assert_no_secrets, run_cli, wait_for
 from tests.systemdmock import SystemdMock
 
 pytestmark = pytest.mark.integration
@@ -299,8 +299,7 @@ def samples(body: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 def scan(where: str, text: str) -> None:
-    found = [s for s in SECRETS if s in text]
-    assert not found, f"{where} holds {found}"
+    assert_no_secrets(SECRETS, text, where=where)
 
 
 def fetch(base: str, path: str, password: str, accept: str = "") -> tuple[int, str]:

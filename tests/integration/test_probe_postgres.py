@@ -37,7 +37,7 @@ from tests.servers import (
     silent,
 )
 from tests.streams import running
-from tests.support import eventually, promtool_lint, wait_for
+from tests.support import assert_no_secrets, eventually, promtool_lint, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -100,9 +100,7 @@ def readiness(result: Result) -> str:
 
 
 def assert_no_secret(*texts: object) -> None:
-    for text in texts:
-        for secret in (PASSWORD, MD5_PASSWORD, PLAIN_PASSWORD):
-            assert secret not in str(text)
+    assert_no_secrets((PASSWORD, MD5_PASSWORD, PLAIN_PASSWORD), *texts)
 
 
 # Readiness -----------------------------------------------------------------------------------

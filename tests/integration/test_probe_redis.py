@@ -22,7 +22,7 @@ from exporter.threads import BlockingCalls
 from tests.integration.conftest import Daemon, daemon_config
 from tests.servers import RedisServer, answering, endless, free_port, raw_server, silent
 from tests.streams import running
-from tests.support import eventually, promtool_lint, wait_for
+from tests.support import assert_no_secrets, eventually, promtool_lint, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -73,9 +73,7 @@ def info_field(server: RedisServer, section: str, key: str) -> str:
 
 
 def assert_no_secret(*texts: object) -> None:
-    for text in texts:
-        for secret in (PASSWORD, ACL_PASSWORD):
-            assert secret not in str(text)
+    assert_no_secrets((PASSWORD, ACL_PASSWORD), *texts)
 
 
 # A real server ---------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from exporter.collectors.snmpmodules import (
 from exporter.threads import BlockingCalls
 from tests.integration.conftest import Daemon, daemon_config
 from tests.servers import stop_process
-from tests.support import promtool_lint, wait_for
+from tests.support import assert_no_secrets, promtool_lint, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -260,9 +260,7 @@ def states(found: Series, name: str) -> dict[int, str]:
 
 
 def assert_no_secret(*texts: object) -> None:
-    for text in texts:
-        for secret in SECRETS:
-            assert secret not in str(text)
+    assert_no_secrets(SECRETS, *texts)
 
 
 async def test_if_mib_matches_snmpbulkwalk(snmpd: Snmpd) -> None:
