@@ -2,7 +2,8 @@
 
 The SDK's log stream is blocking, so it is read in a daemon thread (BlockingCalls) that hands
 complete lines to the loop in batches. The stream ends when the container stops; the source
-then waits for it to run again (or to be recreated under the same name) and goes on.
+then reads the stopped container's log once more to its end (a followed stream can end before
+the last lines), waits for it to run again (or to be recreated under the same name) and goes on.
 
 Position: {"since": <RFC 3339 timestamp, ns>, "seen": N, "container": <id>}. The engine's
 `since` filter is inclusive and, through the SDK, only exact to the second (podman even prints
@@ -382,6 +383,12 @@ class DockerLogSource:
                 # to stop). Go on after a pause, so a misbehaving engine is not hammered.
                 await asyncio.sleep(self.WAIT_MIN)
                 return
+            if last.running:
+                # Stopped since the stream was opened. An engine's followed stream may end
+                # before the last lines (podman stops its file tail a fixed 250 ms after the
+                # exit event; under load that is too soon), and those are often the crash
+                # message: read once more, to the end of the now final log.
+                return
             await asyncio.sleep(delay)
             delay = min(self.WAIT_MAX, delay * 2)
 
@@ -421,6 +428,9 @@ class DockerLogSource:
         if cursor.second is not None:
             options["since"] = cursor.second
             skip = cursor.skip_for(opened.id)
+        # A stopped container's log is final: read it to its end without following.
+        params = {key: int(value) for key, value in options.items()}
+        params["follow"] = int(opened.running)
         self._to_loop(self._up)
         # Not the SDK's logs(): it drops which stream a frame belongs to (needed to keep a
         # partial stdout line apart from stderr lines), and it can be stopped from another
@@ -428,7 +438,7 @@ class DockerLogSource:
         response = dockerapi.open_stream(
             client,
             f"/containers/{opened.id}/logs",
-            {**{key: int(value) for key, value in options.items()}, "follow": 1},
+            params,
             stream,
             connect_timeout=REQUEST_TIMEOUT,
             # Podman sends the response headers only with the first line to show.
