@@ -84,6 +84,10 @@ class Daemon:
 
     def stop(self) -> int:
         stop_process(self.proc)
+        # The reader ends at the pipe's EOF; then the pipe is closed, not left to the GC.
+        self._reader.join(timeout=10)
+        if self.proc.stderr is not None and not self._reader.is_alive():
+            self.proc.stderr.close()
         return self.proc.returncode
 
 
