@@ -136,10 +136,9 @@ Notes:
   endpoint or WebSocket server switched to failing, the rows inserted, the unit's
   PropertiesChanged, the container's panic line. Where an alert needs several events, its
   pipeline includes the time the fault takes to produce them: the WebSocket must drop four
-  times (the probe reconnects with a backoff, capped at 1 s here), and the API-key rejection
-  is logged a second time (a retry) once Prometheus has scraped the first, because a single
-  rejection never pages: the match counter of an error code botwatch has not seen yet
-  appears at 1, and `increase()` cannot tell it from a series that was always 1.
+  times (the probe reconnects with a backoff, capped at 1 s here). The API-key rejection is
+  one line: its rule has no captured labels, so its counter is served at 0 from the start
+  and the single line is an increase `increase()` sees.
 - Log matches reach /metrics at botwatch's checkpoint (`logs.checkpoint_interval`, 1 s, the
   presets' default); docker events, systemd signals and the WebSocket probe within a second;
   the http probe, sqlite and host collectors every 1 s here (`interval: 1s`).

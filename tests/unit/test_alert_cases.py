@@ -300,13 +300,14 @@ TRADER = [
     ),
     case(
         "TraderExchangeApiKeyRejected",
-        [log("exchange_api_error", "1+1x60", "trader-api", code="-2015")],
+        # One rejection, 5 minutes before the evaluation, pages.
+        [log("exchange_api_key_rejected", "0x25 1x35", "trader-api")],
         # -1021 (timestamp outside recvWindow) is an exchange error, not a key problem.
         [
-            log("exchange_api_error", "1x60", "trader-api", code="-2015"),
+            log("exchange_api_key_rejected", "0x60", "trader-api"),
             log("exchange_api_error", "1+1x60", "trader-api", code="-1021"),
         ],
-        {**API, "rule": "exchange_api_error", "code": "-2015"},
+        {**API, "rule": "exchange_api_key_rejected"},
     ),
     case(
         "TraderExchangeUnreachable",
@@ -660,12 +661,12 @@ ALPHAENGINE = [
     ),
     case(
         "AlphaEngineApiKeyRejected",
-        [log("exchange_api_error", "1+1x60", "alphaengine-bot", code="-2015")],
+        [log("exchange_api_key_rejected", "0x25 1x35", "alphaengine-bot")],
         [
-            log("exchange_api_error", "1x60", "alphaengine-bot", code="-2015"),
+            log("exchange_api_key_rejected", "0x60", "alphaengine-bot"),
             log("exchange_api_error", "1+1x60", "alphaengine-bot", code="-1021"),
         ],
-        {**BOT, "rule": "exchange_api_error", "code": "-2015"},
+        {**BOT, "rule": "exchange_api_key_rejected"},
     ),
     case(
         "AlphaEngineRateLimited",

@@ -40,6 +40,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "config_missing": ("var",),
     "exchange_connection_failed": (),
     "exchange_api_error": ("code",),
+    "exchange_api_key_rejected": (),
     "order_rejected": ("reason",),
     "db_connection_error": (),
     "db_corrupt": (),
