@@ -236,14 +236,16 @@ async def test_the_last_lines_before_a_stop_are_read(
             yield chunk
             if b"early" in chunk and not cut:
                 # The stream ends only once the container has exited, without its last words.
-                cut.append(True)
                 container.exec_run(["touch", "/go"])
                 wait_for(lambda: container.reload() or container.status == "exited", 15, "exit")
+                cut.append(True)
                 return
 
     monkeypatch.setattr(dockerapi, "read_chunks", read_until_early)
     sink = RecordingSink()
     async with running(source(podman, "crasher", start_at="beginning"), sink):
+        # Only once the container has exited is its log final, and the whole of it a fair test.
+        await eventually(lambda: cut, 20, "the stream cut after the exit")
         await whole_log(sink.lines, container, 10)
     assert cut and sink.lines() == [b"early", b"last words"]
     assert not sink.errors and not sink.downs
