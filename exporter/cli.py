@@ -243,13 +243,18 @@ def _lint_runbooks(args: argparse.Namespace) -> int:
     return EXIT_RUNTIME if report.failures else 0
 
 
+def _config_error(exc: ConfigError) -> int:
+    """A bad file at start-up: its lines on stderr, and the config exit code."""
+    for line in exc.lines:
+        print(line, file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def _check_web_config(args: argparse.Namespace) -> int:
     try:
         loaded = load_web(args.file)
     except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
+        return _config_error(exc)
     config = loaded.config
     users = len(config.basic_auth_users)
     tls = config.tls_server_config
@@ -281,9 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run" and args.listen_address:
             split_listen_address(args.listen_address)
     except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
+        return _config_error(exc)
     except ValueError as exc:
         print(f"--web.listen-address: {exc} (got {args.listen_address!r})", file=sys.stderr)
         return EXIT_CONFIG
@@ -326,9 +329,7 @@ async def _serve(app: App, listen: str, web_config: Path | None) -> int:
         try:
             security = WebSecurity(web_config, on_change=app.store.touch)
         except ConfigError as exc:
-            for line in exc.lines:
-                print(line, file=sys.stderr)
-            return EXIT_CONFIG
+            return _config_error(exc)
         app.store.extra_own.append(security.families)
     exposition = Exposition(app.store, loaded.config.web.render_interval)
     middlewares = [security.middleware] if security is not None else []

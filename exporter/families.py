@@ -61,3 +61,16 @@ def new_family(spec: Spec) -> Metric:
     if spec.kind == "info":
         return InfoMetricFamily(spec.name, spec.help, labels=labels)
     return GaugeMetricFamily(spec.name, spec.help, labels=labels)
+
+
+def reload_families(prefix: str, ok_help: str, subject: str, ok: bool, at: float) -> list[Metric]:
+    """The pair a reloadable file is watched by: `{prefix}_last_reload_successful` and
+    `{prefix}_last_reload_success_timestamp_seconds` (Prometheus' own names for its config)."""
+    return [
+        GaugeMetricFamily(f"{prefix}_last_reload_successful", ok_help, value=int(ok)),
+        GaugeMetricFamily(
+            f"{prefix}_last_reload_success_timestamp_seconds",
+            f"When {subject} was last loaded successfully, Unix time.",
+            value=at,
+        ),
+    ]

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
+from exporter.families import reload_families
 from exporter.logs.rules import available_engine
 from exporter.redact import Redactor
 from exporter.render import EMPTY, Chunk
@@ -180,17 +181,14 @@ class Store:
             labels=["version", "python", "log_engine"],
         )
         build.add_metric([__version__, platform.python_version(), available_engine()], 1)
-        reload_ok = GaugeMetricFamily(
-            "botwatch_config_last_reload_successful",
+        own = [up, duration, errors, last, build]
+        own += reload_families(
+            "botwatch_config",
             "1 if the last config load (start-up or SIGHUP) succeeded.",
-            value=int(self.reload_ok),
+            "the config",
+            self.reload_ok,
+            self.reload_time,
         )
-        reload_time = GaugeMetricFamily(
-            "botwatch_config_last_reload_success_timestamp_seconds",
-            "When the config was last loaded successfully, Unix time.",
-            value=self.reload_time,
-        )
-        own = [up, duration, errors, last, build, reload_ok, reload_time]
         own += [family for provider in self.extra_own for family in provider()]
         # The catalog (a series per alert) belongs to the full scrape; a collect[] scrape asks
         # for particular collectors, and several such jobs would each repeat it.

@@ -51,10 +51,10 @@ class BasicAuth:
 
     def cached(self, user: str, password: str) -> bool | None:
         """The verdict if this exact attempt was checked before, without hashing."""
-        hashed = self._users.get(user, _DUMMY_HASH)
-        verdict = self._verdicts.get(self._key(user, hashed, password))
+        key = self._key(user, self._users.get(user, _DUMMY_HASH), password)
+        verdict = self._verdicts.get(key)
         if verdict is not None:
-            self._verdicts.move_to_end(self._key(user, hashed, password))
+            self._verdicts.move_to_end(key)
         return verdict
 
     def check(self, user: str, password: str) -> bool:

@@ -216,10 +216,6 @@ class WebConfigFile(Strict):
                 )
         return value
 
-    @property
-    def tls(self) -> bool:
-        return self.tls_server_config is not None
-
 
 def resolve(config: WebConfigFile, directory: Path) -> WebConfigFile:
     """Paths made absolute against the file's directory."""

@@ -18,9 +18,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from exporter.families import reload_families
 from exporter.webauth import BasicAuth, parse_basic
 from exporter.webconfig import WebConfigFile, load_web_config
 from exporter.webtls import SwitchingContext, TlsError, build_context
@@ -204,16 +205,6 @@ class WebSecurity:
         return None
 
     def families(self) -> list[Metric]:
-        ok = GaugeMetricFamily(
-            "botwatch_web_config_last_reload_successful",
-            "1 if the web config file (--web.config.file) last loaded successfully.",
-            value=int(self.reload_ok),
-        )
-        when = GaugeMetricFamily(
-            "botwatch_web_config_last_reload_success_timestamp_seconds",
-            "When the web config file was last loaded successfully, Unix time.",
-            value=self.reload_time,
-        )
         rejected = CounterMetricFamily(
             "botwatch_web_requests_rejected",
             "HTTP requests refused by the web config: unauthorized (basic auth), client_san "
@@ -222,7 +213,14 @@ class WebSecurity:
         )
         for reason in ("unauthorized", "client_san", "rate_limited"):
             rejected.add_metric([reason], self.rejected[reason])
-        return [ok, when, rejected]
+        reload = reload_families(
+            "botwatch_web_config",
+            "1 if the web config file (--web.config.file) last loaded successfully.",
+            "the web config file",
+            self.reload_ok,
+            self.reload_time,
+        )
+        return [*reload, rejected]
 
 
 def _open(request: web.Request) -> bool:
